@@ -1,0 +1,30 @@
+# Two user-facing targets: `make demo` (the main job on bundled sample reads) and
+# `make test`. Each creates and fills the virtual environment itself when needed.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# On CPU machines this resolves to the local CPU build; set TORCH_SPEC= to keep an
+# existing (e.g. CUDA) torch.
+TORCH_SPEC ?= torch==2.13.0
+DEMO_OUT ?= demo-output
+
+.PHONY: demo test lint venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(if $(TORCH_SPEC),$(PY) -m pip install -q --disable-pip-version-check "$(TORCH_SPEC)")
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+test: lint
+	$(PY) -m pytest -q
+
+demo: $(STAMP)
+	$(VENV)/bin/virnucpro prepare virnucpro/data/sample_reads.fa --chunk-length 300 --out $(DEMO_OUT)

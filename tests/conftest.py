@@ -1,0 +1,19 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# The original tool's outputs live in ../shared/reference beside the checkout (CI
+# clones main with shared/ next to it).
+REFERENCE = ROOT.parent / "shared" / "reference" / "virnucpro_original"
+
+# benchmarks/original_prepare.py is the independent per-codon oracle.
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+@pytest.fixture(scope="session")
+def reference_dir() -> Path:
+    if not REFERENCE.is_dir():
+        pytest.fail(f"reference data not found at {REFERENCE}")
+    return REFERENCE

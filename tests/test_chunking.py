@@ -1,0 +1,49 @@
+import itertools
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from virnucpro.chunking import chunk_spans
+
+
+@pytest.mark.parametrize(
+    ("length", "chunk_length", "expected"),
+    [
+        (501, 500, [(0, 500), (250, 501)]),  # the short-last-chunk quirk from the SPEC
+        (1000, 300, [(0, 300), (249, 549), (498, 798), (747, 1000)]),
+        (300, 300, [(0, 300)]),
+        (2, 300, [(0, 2)]),
+        (1, 500, [(0, 1)]),
+        (600, 300, [(0, 300), (300, 600)]),
+        (0, 300, []),
+    ],
+)
+def test_known_spans(length, chunk_length, expected):
+    assert chunk_spans(length, chunk_length) == expected
+
+
+@given(st.integers(1, 20_000), st.sampled_from([300, 500]))
+def test_spans_follow_the_rule_and_cover_the_read(length, chunk_length):
+    spans = chunk_spans(length, chunk_length)
+    n = math.ceil(length / chunk_length)
+    assert len(spans) == n
+    # Chunk k starts at (k-1)·C − sum(steps[:k-1]) with the SPEC's step list.
+    r = n * chunk_length - length
+    lower = r // n
+    need = r - lower * (n - 1)
+    steps = [lower + 1] * need + [lower] * (n - 1 - need) + [0]
+    for k, (start, end) in enumerate(spans, start=1):
+        assert start == (k - 1) * chunk_length - sum(steps[: k - 1])
+        assert end == min(start + chunk_length, length)
+    # Together the chunks cover the whole read, in order, without gaps.
+    assert spans[0][0] == 0
+    assert spans[-1][1] == length
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        assert start <= end
+
+
+def test_zero_chunk_length_is_refused():
+    with pytest.raises(ValueError, match="chunk_length"):
+        chunk_spans(10, 0)

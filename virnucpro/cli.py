@@ -1,0 +1,96 @@
+"""The `virnucpro` command. Each subcommand is a thin layer over a library function.
+
+Errors a user can act on (VirNucProError) are printed as one line naming the file,
+record and problem, with exit status 2 — never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+from virnucpro.chunking import CHUNK_LENGTHS
+from virnucpro.errors import VirNucProError
+from virnucpro.preparation import prepare_reads
+
+_stderr = Console(stderr=True)
+
+
+def _progress_bar(label: str) -> tuple[Progress | None, Callable[[int, int], None] | None]:
+    """A rich progress bar on a terminal; nothing when output is piped or logged."""
+    if not _stderr.is_terminal:
+        return None, None
+    bar = Progress(
+        f"[bold]{label}",
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=_stderr,
+        transient=True,
+    )
+    task = bar.add_task(label, total=None)
+
+    def update(done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total)
+
+    return bar, update
+
+
+def _prepare(args: argparse.Namespace) -> None:
+    bar, update = _progress_bar(f"preparing {args.reads.name}")
+    if bar is None:
+        result = prepare_reads(args.reads, args.chunk_length, args.out)
+    else:
+        with bar:
+            result = prepare_reads(args.reads, args.chunk_length, args.out, progress=update)
+    c = result.counts
+    print(
+        f"{c.reads} reads ({c.empty_reads} empty) → {c.chunks} chunks → {c.frames} stop-free "
+        f"frames; {c.chunks_without_frames} chunks have no kept frame (see the ledger)"
+    )
+    for path in (result.chunked, result.nucleotide, result.protein, result.ledger):
+        print(f"  {path}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="virnucpro", description="Find viral sequences in sequencing reads."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    prepare = commands.add_parser(
+        "prepare",
+        help="chunk reads and select stop-free frames (the original tool's files + a ledger)",
+    )
+    prepare.add_argument("reads", type=Path, help="FASTA of nucleotide reads (.gz accepted)")
+    prepare.add_argument(
+        "--chunk-length", type=int, choices=CHUNK_LENGTHS, required=True, help="nt per chunk"
+    )
+    prepare.add_argument("--out", type=Path, required=True, help="output directory")
+    prepare.set_defaults(run=_prepare)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        args.run(args)
+    except VirNucProError as error:
+        print(f"virnucpro: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""The per-read ledger: where every read and chunk went.
+
+One row per chunk (and one row for a read with no sequence), so that no read or chunk
+disappears without a line saying why: either the frames it kept, or the reason it has
+none. Later stages read it to account for every read in the final verdicts.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import NamedTuple, get_type_hints
+
+# Status of a read with an empty sequence: it has no chunk at all.
+STATUS_EMPTY_READ = "empty_read"
+
+
+class LedgerRow(NamedTuple):
+    """One chunk of one read, or a read that produced no chunk (`chunk_id` empty).
+
+    A NamedTuple rather than a dataclass: preparation makes one per chunk, millions of
+    them, and tuples are several times cheaper to build."""
+
+    read_number: int
+    read_id: str
+    read_length: int
+    chunk_id: str
+    chunk_start: int
+    chunk_length: int
+    kept_frames: str  # comma-separated frame ids, e.g. "r1_chunk_1F1,r1_chunk_1R2"
+    ambiguous_codons_dropped: int  # codons with non-ACGT bases dropped from kept frames
+    status: str  # "ok" or why the chunk has no kept frame
+
+
+COLUMNS = LedgerRow._fields
+_INT_COLUMNS = {name for name, kind in get_type_hints(LedgerRow).items() if kind is int}
+
+
+def header() -> str:
+    return "\t".join(COLUMNS) + "\n"
+
+
+def format_rows(rows: Iterable[LedgerRow]) -> str:
+    """Tab-separated lines for `rows` (ids never contain tabs: FASTA ids end at whitespace)."""
+    return "".join(
+        f"{r.read_number}\t{r.read_id}\t{r.read_length}\t{r.chunk_id}\t{r.chunk_start}\t"
+        f"{r.chunk_length}\t{r.kept_frames}\t{r.ambiguous_codons_dropped}\t{r.status}\n"
+        for r in rows
+    )
+
+
+def read_ledger(path: Path) -> Iterator[LedgerRow]:
+    """Rows of a ledger written as `header()` + `format_rows(...)`."""
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        if tuple(reader.fieldnames or ()) != COLUMNS:
+            raise ValueError(f"{path}: not a VirNucPro ledger (columns {reader.fieldnames})")
+        for record in reader:
+            yield LedgerRow(**{k: int(v) if k in _INT_COLUMNS else v for k, v in record.items()})

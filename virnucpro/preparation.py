@@ -1,0 +1,236 @@
+"""Reads → chunks → stop-free frames, written in the original tool's file formats.
+
+`prepare_reads` cuts the FASTA file into blocks of whole records; each block is parsed,
+validated, chunked and translated at once (translation.py) — in worker processes when
+there is more than one block — and writes its piece of the four outputs:
+`<stem>_chunked<L>.fa` (chunks, 60-column lines, original case), the identified
+nucleotide and protein files (one line per kept frame, as the original writes them)
+and the ledger. The pieces are joined in input order under temporary names and renamed
+only when the whole input was read without error, so a failed run never leaves outputs
+that look complete.
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import os
+import shutil
+import tempfile
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import BinaryIO
+
+from virnucpro import ledger
+from virnucpro.chunking import CHUNK_LENGTHS, chunk_spans
+from virnucpro.errors import InputError
+from virnucpro.fasta import DuplicateIds, FastaReader, RecordBlock, fasta_stem, parse_block
+from virnucpro.translation import FRAME_SUFFIXES, STATUS_OK, select_frames
+
+_WRAP = 60  # Biopython's FASTA line width, used by the original for the chunk file
+_OUTPUTS = ("chunked", "nucleotide", "protein", "ledger")
+
+Progress = Callable[[int, int], None]  # (bytes read, bytes in file)
+
+
+@dataclass
+class PreparationCounts:
+    """What one input held: reads, empty reads, chunks, chunks with no kept frame, frames."""
+
+    reads: int = 0
+    empty_reads: int = 0
+    chunks: int = 0
+    chunks_without_frames: int = 0
+    frames: int = 0
+
+    def add(self, other: PreparationCounts) -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+@dataclass(frozen=True)
+class PreparedFiles:
+    """The four files `prepare_reads` writes for one input, and what they hold."""
+
+    chunked: Path
+    nucleotide: Path
+    protein: Path
+    ledger: Path
+    counts: PreparationCounts = field(default_factory=PreparationCounts)
+
+
+def output_paths(reads_path: Path, chunk_length: int, out_dir: Path) -> PreparedFiles:
+    """Where the outputs for `reads_path` go (names as the original tool makes them)."""
+    base = out_dir / f"{fasta_stem(reads_path)}_chunked{chunk_length}"
+    return PreparedFiles(
+        chunked=Path(f"{base}.fa"),
+        nucleotide=Path(f"{base}_identified_nucleotide.fa"),
+        protein=Path(f"{base}_identified_protein.faa"),
+        ledger=Path(f"{base}_ledger.tsv"),
+    )
+
+
+def _wrapped(record_id: str, sequence: str) -> str:
+    lines = "\n".join([sequence[i : i + _WRAP] for i in range(0, len(sequence), _WRAP)])
+    return f">{record_id}\n{lines}\n"
+
+
+def _one_line_records(ids: list[str], sequences: list[str]) -> str:
+    return "".join(f">{i}\n{s}\n" for i, s in zip(ids, sequences, strict=True))
+
+
+@dataclass(frozen=True)
+class _BlockResult:
+    """What a worker hands back: the block's read ids (for the duplicate check), its
+    counts, and the four piece files it wrote."""
+
+    first_number: int
+    ids: list[str]
+    counts: PreparationCounts
+    pieces: dict[str, Path]
+
+
+def _prepare_block(block: RecordBlock, chunk_length: int, piece_dir: Path) -> _BlockResult:
+    """Parse, chunk and translate one block of records; write its output pieces."""
+    reads = parse_block(block)
+    spans = [chunk_spans(len(read.sequence), chunk_length) for read in reads]
+    chunk_ids = [
+        f"{read.id}_chunk_{k}"
+        for read, s in zip(reads, spans, strict=True)
+        for k in range(1, len(s) + 1)
+    ]
+    chunks = [read.sequence[a:b] for read, s in zip(reads, spans, strict=True) for a, b in s]
+    frames = select_frames(chunks)
+
+    frame_ids = [
+        chunk_ids[c] + FRAME_SUFFIXES[f]
+        for c, f in zip(frames.chunk.tolist(), frames.frame.tolist(), strict=True)
+    ]
+    kept = [""] * len(chunks)
+    for c, frame_id in zip(frames.chunk.tolist(), frame_ids, strict=True):
+        kept[c] = f"{kept[c]},{frame_id}" if kept[c] else frame_id
+    dropped = frames.ambiguous_codons_dropped.tolist()
+    rows = []
+    c = 0
+    for read, read_spans in zip(reads, spans, strict=True):
+        if not read_spans:
+            rows.append(
+                ledger.LedgerRow(read.number, read.id, 0, "", 0, 0, "", 0, ledger.STATUS_EMPTY_READ)
+            )
+        for start, end in read_spans:
+            rows.append(
+                ledger.LedgerRow(
+                    read.number,
+                    read.id,
+                    len(read.sequence),
+                    chunk_ids[c],
+                    start,
+                    end - start,
+                    kept[c],
+                    dropped[c],
+                    frames.status[c],
+                )
+            )
+            c += 1
+
+    texts = {
+        "chunked": "".join(map(_wrapped, chunk_ids, chunks)),
+        "nucleotide": _one_line_records(frame_ids, frames.nucleotide),
+        "protein": _one_line_records(frame_ids, frames.protein),
+        "ledger": ledger.format_rows(rows),
+    }
+    pieces = {}
+    for name, text in texts.items():
+        pieces[name] = piece_dir / f"{block.first_number}.{name}"
+        pieces[name].write_text(text)
+    counts = PreparationCounts(
+        reads=len(reads),
+        empty_reads=sum(not s for s in spans),
+        chunks=len(chunks),
+        chunks_without_frames=sum(s != STATUS_OK for s in frames.status),
+        frames=len(frame_ids),
+    )
+    return _BlockResult(block.first_number, [r.id for r in reads], counts, pieces)
+
+
+def _results_in_order(
+    blocks: Iterator[RecordBlock], chunk_length: int, piece_dir: Path, workers: int
+) -> Iterator[_BlockResult]:
+    """Block results in input order: in this process for a single block, else in a pool
+    with a bounded number of blocks in flight (memory stays a few blocks' worth)."""
+    head = list(itertools.islice(blocks, 2))
+    if len(head) < 2 or workers <= 1:
+        for block in itertools.chain(head, blocks):
+            yield _prepare_block(block, chunk_length, piece_dir)
+        return
+    # spawn, not fork: the caller may hold threads (Prefect, torch) that fork would copy.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        pending: deque[Future[_BlockResult]] = deque()
+        for block in itertools.chain(head, blocks):
+            pending.append(pool.submit(_prepare_block, block, chunk_length, piece_dir))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def _append(target: BinaryIO, piece: Path) -> None:
+    with open(piece, "rb") as source:
+        shutil.copyfileobj(source, target, 1 << 22)
+    piece.unlink()
+
+
+def prepare_reads(
+    reads_path: Path | str,
+    chunk_length: int,
+    out_dir: Path | str,
+    *,
+    progress: Progress | None = None,
+    workers: int | None = None,
+    block_chars: int = 4_000_000,
+) -> PreparedFiles:
+    """Chunk, translate and select frames for every read of `reads_path`.
+
+    Returns the output paths and counts. Raises InputError (naming file, record and
+    problem) for unusable input; then no output file is left behind. `workers`
+    defaults to the CPU count.
+    """
+    if chunk_length not in CHUNK_LENGTHS:
+        raise InputError(
+            f"chunk length {chunk_length} is not supported: the VirNucPro classifiers "
+            f"exist for {' and '.join(map(str, CHUNK_LENGTHS))} nt"
+        )
+    reader = FastaReader(reads_path)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = output_paths(reader.path, chunk_length, out_dir)
+    targets = {name: getattr(paths, name) for name in _OUTPUTS}
+    counts = PreparationCounts()
+    ids = DuplicateIds(reader.path)
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".prepare-") as work:
+        work = Path(work)
+        partial = {name: work / path.name for name, path in targets.items()}
+        with ExitStack() as stack:
+            handles = {n: stack.enter_context(open(p, "wb")) for n, p in partial.items()}
+            handles["ledger"].write(ledger.header().encode())
+            results = _results_in_order(
+                reader.blocks(block_chars), chunk_length, work, workers or os.cpu_count() or 1
+            )
+            for result in results:
+                ids.add(result.ids, result.first_number)
+                counts.add(result.counts)
+                for name, piece in result.pieces.items():
+                    _append(handles[name], piece)
+                if progress is not None:
+                    progress(reader.position(), reader.size)
+        ids.check()
+        for name, path in targets.items():
+            os.replace(partial[name], path)
+    if progress is not None:
+        progress(reader.size, reader.size)
+    return replace(paths, counts=counts)

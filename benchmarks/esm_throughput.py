@@ -1,0 +1,216 @@
+"""ESM-2 embedding throughput: the original tool's way vs ours, on random weights.
+
+One process, one command:
+
+    python benchmarks/esm_throughput.py                      # GPU: 3B architecture
+    python benchmarks/esm_throughput.py --n 200 --out t.md   # CPU: smoke test only
+
+Variants (all embed the same seeded protein set and mean-pool residues 1..L):
+  (a) fair-esm ESM2, FP32, padded batches of 2,048 tokens (the original tool's way);
+  (b) fair-esm ESM2 under BF16 autocast, padded batches of 3,072 tokens;
+  (c) ours: `EsmEmbedder` end to end (tokenising, transfer, packing, pooling included).
+Cosines are against (a). FLOPs count useful work only (no padding): 2 per weight per
+token plus QKᵀ and AV within each sequence. Each variant first runs untimed on a few
+sequences (ours, when compiled, on all of them so every step shape is compiled), then
+is timed on the whole set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import esm
+import numpy as np
+import torch
+
+from virnucpro.batching import token_budget_batches
+from virnucpro.device import resolve_device
+from virnucpro.esm_checkpoint import ESM2_MODELS
+from virnucpro.esm_embedder import EsmEmbedder
+from virnucpro.esm_model import MAX_RESIDUES, Esm2, EsmConfig, select_attention_backend
+from virnucpro.test_models import random_esm2
+
+AMINO_ACIDS = np.array(list("ACDEFGHIKLMNPQRSTVWY"))
+
+
+def frame_like_proteins(n: int, seed: int) -> list[str]:
+    """Lengths like stop-free frames of 300/500-nt chunks: mostly 99 and 166 aa."""
+    rng = np.random.default_rng(seed)
+    kind = rng.choice(3, size=n, p=[0.45, 0.45, 0.10])
+    lengths = np.where(kind == 0, rng.integers(98, 101, n), rng.integers(165, 167, n))
+    lengths = np.where(kind == 2, rng.integers(20, 99, n), lengths)
+    return ["".join(rng.choice(AMINO_ACIDS, length)) for length in lengths]
+
+
+def useful_flops(config: EsmConfig, sequences: list[str]) -> float:
+    tokens = np.array([min(len(s), MAX_RESIDUES) + 2 for s in sequences], dtype=np.float64)
+    per_token = 2.0 * config.num_layers * 12 * config.embed_dim**2  # q, k, v, out, fc1, fc2
+    attention = 4.0 * config.num_layers * config.embed_dim * (tokens**2).sum()
+    return per_token * tokens.sum() + attention
+
+
+@dataclass
+class Row:
+    variant: str
+    batching: str
+    precision: str
+    seconds: float
+    embeddings: np.ndarray
+
+
+def fair_esm_reference(model: Esm2, device: torch.device) -> esm.model.esm2.ESM2:
+    config = model.config
+    with torch.device(device):  # initialise on the device: fast even for 3B
+        reference = esm.model.esm2.ESM2(config.num_layers, config.embed_dim, config.attention_heads)
+    reference.load_state_dict(model.state_dict(), strict=False)
+    return reference.eval()
+
+
+def fair_esm_embed(
+    reference: esm.model.esm2.ESM2,
+    sequences: list[str],
+    max_tokens: int,
+    autocast: bool,
+    device: torch.device,
+) -> np.ndarray:
+    """The original pattern: BatchConverter, padded batches, per-sequence mean."""
+    converter = reference.alphabet.get_batch_converter(truncation_seq_length=MAX_RESIDUES)
+    last = reference.num_layers
+    out = np.empty((len(sequences), reference.embed_dim), dtype=np.float32)
+    lengths = [min(len(s), MAX_RESIDUES) + 2 for s in sequences]
+    for batch in token_budget_batches(lengths, max_tokens, padded=True):
+        _, _, tokens = converter([(str(i), sequences[i]) for i in batch])
+        with (
+            torch.no_grad(),
+            torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast),
+        ):
+            layer = reference(tokens.to(device), repr_layers=[last])["representations"][last]
+            pooled = [layer[row, 1 : lengths[i] - 1].float().mean(0) for row, i in enumerate(batch)]
+        out[batch] = torch.stack(pooled).cpu().numpy()
+    return out
+
+
+def run_fair_esm(
+    model: Esm2, sequences: list[str], device: torch.device, warm_up: int
+) -> list[Row]:
+    """Variants (a) and (b); the reference model is freed on return."""
+    reference = fair_esm_reference(model, device)
+    rows = []
+    for variant, max_tokens, autocast, precision in [
+        ("(a) fair-esm", 2048, False, "FP32"),
+        ("(b) fair-esm", 3072, True, "BF16 autocast"),
+    ]:
+        seconds, result = timed(
+            lambda seqs, m=max_tokens, a=autocast: fair_esm_embed(reference, seqs, m, a, device),
+            sequences,
+            warm_up,
+        )
+        rows.append(Row(variant, f"padded, {max_tokens:,} tokens", precision, seconds, result))
+    return rows
+
+
+def timed(run, sequences: list[str], warm_up: int) -> tuple[float, np.ndarray]:
+    """Run once on the first `warm_up` sequences untimed, then time the whole set."""
+    run(sequences[:warm_up])
+    synchronize()
+    started = time.perf_counter()
+    result = run(sequences)
+    synchronize()
+    return time.perf_counter() - started, result
+
+
+def synchronize() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--model",
+        choices=[*ESM2_MODELS, "small"],
+        help="architecture (random weights); default: 3B on GPU, small (t6_8M) on CPU",
+    )
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--n", type=int, default=None, help="protein sequences")
+    parser.add_argument("--max-tokens", type=int, default=None, help="ours: tokens per step")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=None, help="also write the table here")
+    args = parser.parse_args()
+
+    device = resolve_device(args.device)
+    on_gpu = device.type == "cuda"
+    name = args.model or ("esm2_t36_3B_UR50D" if on_gpu else "small")
+    if name == "small":
+        name = "esm2_t6_8M_UR50D"
+    config = ESM2_MODELS[name]
+    n = args.n or (5000 if on_gpu else 200)
+    sequences = frame_like_proteins(n, args.seed)
+    flops = useful_flops(config, sequences)
+    tokens = sum(min(len(s), MAX_RESIDUES) + 2 for s in sequences)
+
+    model = random_esm2(config, seed=args.seed)
+    params = model.parameter_count()
+    rows = run_fair_esm(model, sequences, device, warm_up=min(n, 64))
+    if on_gpu:
+        torch.cuda.empty_cache()
+
+    embedder = EsmEmbedder(model, device=str(device), max_tokens=args.max_tokens)
+    # Compiled: warm up on everything so every step shape is compiled before timing.
+    warm_up = n if embedder.compile else min(n, 64)
+    seconds, result = timed(embedder.embed, sequences, warm_up)
+    backend = select_attention_backend(device, embedder.dtype)
+    precision = {torch.bfloat16: "BF16", torch.float16: "FP16"}.get(embedder.dtype, "FP32")
+    rows.append(
+        Row(
+            "(c) ours",
+            f"packed, {embedder.max_tokens:,} tokens, {backend} attention"
+            + (", compiled" if embedder.compile else ""),
+            precision,
+            seconds,
+            result,
+        )
+    )
+
+    table = render(rows, config, name, params, device, n, tokens, flops)
+    print(table)
+    if args.out:
+        args.out.write_text(table)
+
+
+def render(rows, config, name, params, device, n, tokens, flops) -> str:
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    lines = []
+    if device.type != "cuda":
+        lines += ["**CPU smoke, not a performance figure.**", ""]
+    lines += [
+        f"ESM-2 throughput: {name} architecture ({config.num_layers} layers, "
+        f"{config.embed_dim} dims, {config.attention_heads} heads, {params / 1e6:,.1f} M "
+        f"parameters, random weights) on {where}, torch {torch.__version__}; "
+        f"{n:,} proteins, {tokens:,} useful tokens (BOS + residues + EOS).",
+        "",
+        "| variant | batching | precision | seconds | tokens/s | TFLOP/s | cos mean | cos min |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    baseline = rows[0].embeddings
+    for row in rows:
+        cos = cosines(row.embeddings, baseline)
+        lines.append(
+            f"| {row.variant} | {row.batching} | {row.precision} | {row.seconds:.2f} | "
+            f"{tokens / row.seconds:,.0f} | {flops / row.seconds / 1e12:.3f} | "
+            f"{cos.mean():.6f} | {cos.min():.6f} |"
+        )
+    speedup = rows[0].seconds / rows[-1].seconds
+    lines += ["", f"Speed-up of (c) over (a), end to end: {speedup:.1f}×."]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

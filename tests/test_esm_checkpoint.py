@@ -1,0 +1,184 @@
+"""Loading ESM-2 weights from every accepted source, and refusing what is not one."""
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import esm
+import pytest
+import torch
+
+from virnucpro import esm_checkpoint
+from virnucpro.errors import CheckpointError
+from virnucpro.esm_checkpoint import hub_file, load_esm2
+from virnucpro.esm_model import EsmConfig
+from virnucpro.test_models import random_esm2, write_test_esm_checkpoint
+
+
+def assert_same_weights(model, expected_state):
+    state = model.state_dict()
+    assert set(state) == set(expected_state)
+    for key, value in state.items():
+        assert torch.equal(value, expected_state[key]), key
+
+
+def fair_esm_state_dict(num_layers=2, embed_dim=64, heads=4, seed=0):
+    torch.manual_seed(seed)
+    return esm.model.esm2.ESM2(num_layers, embed_dim, heads).state_dict()
+
+
+def test_hub_format_file_loads_with_config_from_cfg(tmp_path):
+    path = write_test_esm_checkpoint(
+        tmp_path / "hub.pt", num_layers=3, embed_dim=96, attention_heads=6
+    )
+    config, model = load_esm2(path)
+    assert config == EsmConfig(3, 96, 6)  # 6 heads: only the cfg can say so
+    assert_same_weights(model, random_esm2(config, seed=0).state_dict())
+    assert not model.training
+    assert not any(p.requires_grad for p in model.parameters())
+
+
+def test_hub_file_with_namespace_cfg_loads_like_fair_esm_loads_it(tmp_path):
+    """Same file through fair-esm's own v2 loader (which reads cfg by attribute)."""
+    data = torch.load(write_test_esm_checkpoint(tmp_path / "a.pt", 2, 64, 4), weights_only=True)
+    data["cfg"] = {"model": argparse.Namespace(**data["cfg"]["model"])}
+    path = tmp_path / "esm2_namespace.pt"
+    torch.save(data, path)
+
+    _, ours = load_esm2(path)
+    with pytest.warns(UserWarning, match="Regression weights not found"):
+        theirs, _ = esm.pretrained.load_model_and_alphabet_core("esm2_test", data)
+    their_state = theirs.state_dict()
+    for key, value in ours.state_dict().items():
+        assert torch.equal(value, their_state[key]), key
+
+
+def test_plain_fair_esm_state_dict_with_heads_from_table(tmp_path):
+    state = fair_esm_state_dict(6, 320, 20)  # esm2_t6_8M_UR50D's shape
+    path = tmp_path / "plain.pt"
+    torch.save(state, path)
+    config, model = load_esm2(path)
+    assert config == EsmConfig(6, 320, 20)
+    ours = model.state_dict()
+    for key, value in ours.items():
+        assert torch.equal(value, state[key]), key
+    ignored = {k for k in state if k not in ours}
+    assert ignored and all(
+        k.startswith(("lm_head.", "contact_head.")) or k.endswith("rot_emb.inv_freq")
+        for k in ignored
+    )
+
+
+def test_unknown_size_needs_heads_argument(tmp_path):
+    path = tmp_path / "custom.pt"
+    torch.save(fair_esm_state_dict(2, 64, 4), path)
+    with pytest.raises(CheckpointError, match=r"custom\.pt.*2 layers × 64 dims.*attention_heads"):
+        load_esm2(path)
+    config, _ = load_esm2(path, attention_heads=4)
+    assert config == EsmConfig(2, 64, 4)
+
+
+def test_heads_argument_contradicting_cfg_is_refused(tmp_path):
+    path = write_test_esm_checkpoint(tmp_path / "hub.pt", 2, 64, 4)
+    with pytest.raises(CheckpointError, match="cfg says 4 attention heads but 8"):
+        load_esm2(path, attention_heads=8)
+
+
+def test_by_name_uses_the_torch_hub_cache(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", pytest.fail)  # no network
+    cached = hub_file("esm2_t6_8M_UR50D")
+    assert cached == tmp_path / "checkpoints" / "esm2_t6_8M_UR50D.pt"
+    cached.parent.mkdir()
+    write_test_esm_checkpoint(cached)
+    config, _ = load_esm2("esm2_t6_8M_UR50D")
+    assert config == EsmConfig(6, 320, 20)
+
+
+def test_by_name_downloads_fair_esm_url_when_not_cached(tmp_path, monkeypatch):
+    source = write_test_esm_checkpoint(tmp_path / "source.pt", 2, 64, 4)
+    fetched = []
+
+    def fake_download(url, destination, progress=True):
+        fetched.append(url)
+        shutil.copy(source, destination)
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
+    config, _ = load_esm2("esm2_t36_3B_UR50D")
+    assert fetched == ["https://dl.fbaipublicfiles.com/fair-esm/models/esm2_t36_3B_UR50D.pt"]
+    assert config == EsmConfig(2, 64, 4)  # the file decides, not the name
+    assert (tmp_path / "hub" / "checkpoints" / "esm2_t36_3B_UR50D.pt").exists()
+
+
+def test_failed_download_is_a_checkpoint_error(tmp_path, monkeypatch):
+    def offline(url, destination, progress=True):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    with pytest.raises(CheckpointError, match="esm2_t6_8M_UR50D: could not download"):
+        load_esm2("esm2_t6_8M_UR50D")
+
+
+def test_unknown_name_or_missing_file(tmp_path):
+    with pytest.raises(CheckpointError, match="not a known ESM-2 model name"):
+        load_esm2(tmp_path / "nothing.pt")
+
+
+class NotAWeight:
+    """A class torch.load(weights_only=True) must refuse to construct."""
+
+
+def write(path: Path, content) -> Path:
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif isinstance(content, str):
+        path.write_text(content)
+    else:
+        torch.save(content, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (bytes(range(256)) * 4, "not a PyTorch checkpoint"),
+        (json.dumps({"model": "esm2"}), "not a PyTorch checkpoint"),
+        ({"model": NotAWeight()}, "refused by the safe loader.*NotAWeight"),
+        (torch.nn.Linear(3, 4).state_dict(), "no embed_tokens.weight"),
+        ([torch.zeros(3)], "holds a list, not a state dict"),
+        ({"embed_tokens.weight": torch.zeros(33, 8), "note": "x"}, "non-tensor entries: note"),
+    ],
+    ids=["random-bytes", "json", "pickled-object", "other-model", "list", "mixed"],
+)
+def test_non_checkpoints_are_refused_naming_file_and_problem(tmp_path, content, problem):
+    path = write(tmp_path / "weights.pt", content)
+    with pytest.raises(CheckpointError, match=rf"weights\.pt.*{problem}"):
+        load_esm2(path, attention_heads=1)
+
+
+def test_missing_and_unexpected_weights_are_listed(tmp_path):
+    state = fair_esm_state_dict(6, 320, 20)
+    del state["layers.3.fc2.bias"]
+    state["layers.0.self_attn.extra_gate"] = torch.zeros(1)
+    path = write(tmp_path / "broken.pt", state)
+    with pytest.raises(CheckpointError) as raised:
+        load_esm2(path)
+    message = str(raised.value)
+    assert "broken.pt" in message
+    assert "missing 1 weight(s): layers.3.fc2.bias" in message
+    assert "unexpected 1 weight(s): layers.0.self_attn.extra_gate" in message
+
+
+def test_wrong_shape_is_refused(tmp_path):
+    state = fair_esm_state_dict(6, 320, 20)
+    state["layers.2.fc1.weight"] = torch.zeros(100, 320)
+    with pytest.raises(CheckpointError, match=r"shapes do not match.*layers\.2\.fc1\.weight"):
+        load_esm2(write(tmp_path / "shape.pt", state))
+
+
+def test_known_sizes_table():
+    assert esm_checkpoint.ESM2_MODELS["esm2_t36_3B_UR50D"] == EsmConfig(36, 2560, 40)
+    assert esm_checkpoint.ESM2_MODELS["esm2_t33_650M_UR50D"] == EsmConfig(33, 1280, 20)

@@ -1,0 +1,209 @@
+"""Tokenising, packing, pooling, precision and OOM handling of the ESM-2 embedder."""
+
+import logging
+import re
+
+import esm
+import numpy as np
+import pytest
+import torch
+
+from virnucpro import esm_model
+from virnucpro.errors import InputError
+from virnucpro.esm_embedder import RESIDUE_LOOKUP, EsmEmbedder, encode_proteins, pack_batch
+from virnucpro.esm_model import CLS_IDX, EOS_IDX, PAD_IDX, EsmConfig
+from virnucpro.test_models import random_esm2, write_test_esm_checkpoint
+
+ALPHABET = esm.data.Alphabet.from_architecture("ESM-1b")
+LETTERS = "LAGVSERTIDPKQNFYMHWCXBUZO"
+
+
+def proteins(lengths, seed=0):
+    rng = np.random.default_rng(seed)
+    return ["".join(rng.choice(list(LETTERS), n)) for n in lengths]
+
+
+def cosine(a, b):
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    return random_esm2(EsmConfig(2, 64, 4), seed=7)
+
+
+def fp32_embedder(model, **options):
+    return EsmEmbedder(model, device="cpu", precision="fp32", **options)
+
+
+# --- tokeniser -------------------------------------------------------------------------
+
+
+def tokens_of(sequence):
+    return encode_proteins([sequence]).residues.tolist()
+
+
+@pytest.mark.parametrize("letter", [*LETTERS, "-", "."])
+def test_lookup_table_agrees_with_fair_esm_alphabet(letter):
+    assert RESIDUE_LOOKUP[ord(letter)] == ALPHABET.encode(letter)[0]
+    assert tokens_of(letter * 3) == ALPHABET.encode(letter * 3)
+
+
+def test_whole_sequences_encode_as_fair_esm_encodes_them():
+    sequences = [*proteins([1, 50, 166], seed=1), "MKV-LA.X"]
+    encoded = encode_proteins(sequences)
+    for i, sequence in enumerate(sequences):
+        part = encoded.residues[encoded.offsets[i] : encoded.offsets[i + 1]]
+        assert part.tolist() == ALPHABET.encode(sequence)
+
+
+def test_lowercase_is_uppercased():
+    assert tokens_of("mkvla") == ALPHABET.encode("MKVLA")
+
+
+def test_trailing_stops_removed_internal_stop_and_j_become_x():
+    assert tokens_of("MKV**") == ALPHABET.encode("MKV")
+    assert tokens_of("MK*V") == ALPHABET.encode("MKXV")
+    assert tokens_of("MJj") == ALPHABET.encode("MXX")
+
+
+@pytest.mark.parametrize(
+    ("bad", "char", "position"),
+    [("MK7V", "7", 3), ("MK V", " ", 3), ("MKV\n", "\n", 4), ("MKé", "é", 3), ("M#", "#", 2)],
+)
+def test_non_letters_raise_input_error_naming_sequence_and_position(bad, char, position):
+    expected = rf"protein sequence 1: character {re.escape(repr(char))} at position {position}\b"
+    with pytest.raises(InputError, match=expected):
+        encode_proteins(["MKV", bad, "LLL"])
+
+
+def test_empty_sequence_is_refused():
+    with pytest.raises(InputError, match="protein sequence 2 is empty"):
+        encode_proteins(["MKV", "L", "**"])
+
+
+def test_long_sequences_are_truncated_to_1022_residues():
+    encoded = encode_proteins(["M" * 1500, "A" * 1022, "K" * 5])
+    assert encoded.lengths.tolist() == [1022, 1022, 5]
+    assert encoded.truncated == 1
+
+
+# --- packing ---------------------------------------------------------------------------
+
+
+def test_packed_layout_restarts_positions_and_pools_residues_only():
+    encoded = encode_proteins(["MK", "LAG", "V"])
+    batch = pack_batch(encoded, np.array([1, 0]), pad_tokens_to=1)
+    m, k, leu, a, g = (ALPHABET.get_idx(c) for c in "MKLAG")
+    assert batch.tokens.tolist() == [CLS_IDX, leu, a, g, EOS_IDX, CLS_IDX, m, k, EOS_IDX]
+    assert batch.positions.tolist() == [0, 1, 2, 3, 4, 0, 1, 2, 3]
+    assert batch.cu_seqlens.tolist() == [0, 5, 9]
+    assert batch.segments.tolist() == [0, 0, 0, 0, 0, 1, 1, 1, 1]
+    np.testing.assert_allclose(batch.weights, [0, 1 / 3, 1 / 3, 1 / 3, 0, 0, 0.5, 0.5, 0])
+    assert batch.max_len == 5 and batch.count == 2 and batch.real_tokens == 9
+
+
+def test_static_shape_padding_adds_one_dummy_segment():
+    encoded = encode_proteins(["MK", "LAG"])
+    batch = pack_batch(encoded, np.array([0, 1]), pad_tokens_to=16)
+    assert len(batch.tokens) == 16 and batch.real_tokens == 9
+    assert batch.cu_seqlens.tolist() == [0, 4, 9, 16]
+    assert (batch.tokens[9:] == PAD_IDX).all() and (batch.weights[9:] == 0).all()
+    assert (batch.segments[9:] == 2).all()
+    assert batch.max_len == 128  # bucketed so compile sees few distinct values
+
+
+# --- embedder --------------------------------------------------------------------------
+
+
+def test_rows_follow_input_order_with_duplicates(small_model):
+    a, b = proteins([40, 120], seed=2)
+    embedder = fp32_embedder(small_model, max_tokens=130)
+    out = embedder.embed([a, b, a, a, b])
+    assert out.shape == (5, 64) and out.dtype == np.float32
+    np.testing.assert_allclose(out[0], out[2], atol=1e-6)
+    np.testing.assert_allclose(out[0], out[3], atol=1e-6)
+    np.testing.assert_allclose(out[1], out[4], atol=1e-6)
+    assert np.abs(out[0] - out[1]).max() > 1e-2
+
+
+def test_stats_count_tokens_steps_and_truncation(small_model, caplog):
+    sequences = [*proteins([10, 20, 30]), "M" * 1100]
+    embedder = fp32_embedder(small_model, max_tokens=64)
+    with caplog.at_level(logging.WARNING, logger="virnucpro.esm_embedder"):
+        embedder.embed(sequences)
+    stats = embedder.last_stats
+    assert stats.sequences == 4
+    assert stats.tokens == 12 + 22 + 32 + 1024
+    assert stats.truncated == 1 and stats.oom_splits == 0 and stats.padding_tokens == 0
+    assert stats.steps == 3  # [1100], [30, 20], [10]
+    assert "1 protein sequence(s) longer than 1022 residues were truncated" in caplog.text
+
+
+def test_truncated_sequence_embeds_as_its_first_1022_residues(small_model):
+    (long,) = proteins([1100], seed=3)
+    embedder = fp32_embedder(small_model)
+    out = embedder.embed([long, long[:1022]])
+    np.testing.assert_allclose(out[0], out[1], atol=1e-6)
+
+
+def test_empty_call_returns_empty_matrix(small_model):
+    assert fp32_embedder(small_model).embed([]).shape == (0, 64)
+
+
+def test_checkpoint_path_is_accepted(tmp_path):
+    path = write_test_esm_checkpoint(tmp_path / "esm.pt", 2, 64, 4, seed=7)
+    from_file = EsmEmbedder(path, device="cpu").embed(["MKVLA"])
+    from_model = fp32_embedder(random_esm2(EsmConfig(2, 64, 4), seed=7)).embed(["MKVLA"])
+    np.testing.assert_array_equal(from_file, from_model)
+
+
+def test_cpu_defaults_are_fp32_eager_unpadded(small_model):
+    embedder = EsmEmbedder(small_model, device="cpu")
+    assert embedder.dtype == torch.float32
+    assert not embedder.compile and embedder.pad_tokens_to == 1 and embedder.max_tokens == 4096
+
+
+def test_bf16_on_cpu_is_close_to_fp32():
+    sequences = proteins([5, 60, 99, 99, 166, 166, 300], seed=4)
+    fp32 = fp32_embedder(random_esm2(EsmConfig(6, 320, 20), seed=4)).embed(sequences)
+    embedder = EsmEmbedder(random_esm2(EsmConfig(6, 320, 20), seed=4), "cpu", precision="bf16")
+    bf16 = embedder.embed(sequences)
+    assert next(embedder.model.parameters()).dtype == torch.bfloat16
+    assert bf16.dtype == np.float32
+    assert cosine(bf16, fp32).min() >= 0.99
+    assert np.abs(bf16 - fp32).max() > 0  # really ran in lower precision
+
+
+def test_out_of_memory_splits_batches_and_keeps_every_row(small_model, monkeypatch):
+    sequences = proteins([12, 40, 99, 99, 166, 7, 60, 80, 120, 3, 150], seed=5)
+    embedder = fp32_embedder(small_model, max_tokens=2000)
+    want = embedder.embed(sequences)
+    assert embedder.last_stats.steps == 1
+
+    real_attention = esm_model.attention
+    largest_seen = []
+
+    def attention_failing_above_three(q, k, v, cu_seqlens, max_len):
+        sequences_in_step = len(cu_seqlens) - 1
+        if sequences_in_step > 3:
+            raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+        largest_seen.append(sequences_in_step)
+        return real_attention(q, k, v, cu_seqlens, max_len)
+
+    monkeypatch.setattr(esm_model, "attention", attention_failing_above_three)
+    got = embedder.embed(sequences)
+    np.testing.assert_allclose(got, want, atol=2e-5, rtol=0)
+    stats = embedder.last_stats
+    assert stats.oom_splits == 3  # 11 → 5 + 6 → 2 + 3 + 3 + 3
+    assert stats.steps == 4 and stats.tokens == sum(len(s) + 2 for s in sequences)
+    assert max(largest_seen) == 3
+
+
+def test_single_sequence_that_runs_out_of_memory_is_reraised(small_model, monkeypatch):
+    def always_oom(*args):
+        raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+
+    monkeypatch.setattr(esm_model, "attention", always_oom)
+    with pytest.raises(torch.OutOfMemoryError):
+        fp32_embedder(small_model).embed(["MKV", "LLA"])

@@ -1,0 +1,93 @@
+"""DNABERT-S throughput: padded token-budget batches vs one sequence at a time.
+
+One sequence per forward pass is how the original embedded frames. Both ways run in
+the same process on the same generated frames (nucleotide slices of ~298 and ~499 nt,
+like kept frames of 300- and 500-nt chunks), with a random-init model of DNABERT-S's
+shape on a GPU, or a small one on the CPU (labelled "CPU smoke": it checks the
+machinery, its speedup says little about GPUs).
+
+    python -m benchmarks.dnabert_throughput [--n 2000] [--out results.md]
+
+(from the repository root, or as a script once the package is installed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from virnucpro.dnabert import DnabertConfig, DnabertEmbedder, load_dnabert
+from virnucpro.test_models import write_test_dnabert
+
+
+def frames(n: int, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    lengths = [rng.choice((298, 499)) - rng.randint(0, 6) for _ in range(n)]
+    return ["".join(rng.choice("ACGT") for _ in range(length)) for length in lengths]
+
+
+def timed(fn, *args) -> tuple[np.ndarray, float]:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    result = fn(*args)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return result, time.perf_counter() - start
+
+
+def one_at_a_time(embedder: DnabertEmbedder, sequences: list[str]) -> np.ndarray:
+    return np.stack([embedder.embed([s])[0] for s in sequences])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, help="frames to embed (default 2000 GPU, 48 CPU)")
+    parser.add_argument("--max-tokens", type=int, default=32768)
+    parser.add_argument("--out", type=Path, help="also write the table as markdown here")
+    args = parser.parse_args()
+
+    gpu = torch.cuda.is_available()
+    n = args.n or (2000 if gpu else 48)
+    shape = {"layers": 12, "hidden": 768, "heads": 12} if gpu else {}
+    with tempfile.TemporaryDirectory() as folder:
+        model_dir = write_test_dnabert(Path(folder), **shape)
+        embedder = load_dnabert(DnabertConfig(model=str(model_dir), max_tokens=args.max_tokens))
+    sequences = frames(n)
+    tokens = sum(len(t) for t in embedder.tokenize(sequences))
+
+    embedder.embed(sequences[:8])  # warm-up: kernels, allocator
+    batched, batched_s = timed(embedder.embed, sequences)
+    single, single_s = timed(one_at_a_time, embedder, sequences)
+    cosine = (batched * single).sum(1) / (
+        np.linalg.norm(batched, axis=1) * np.linalg.norm(single, axis=1)
+    )
+
+    label = torch.cuda.get_device_name() if gpu else "CPU smoke"
+    size = "12 layers, 768 hidden" if gpu else "2 layers, 64 hidden"
+    lines = [
+        f"DNABERT-S throughput — {label} ({size}, random init, {embedder.dtype}), "
+        f"{n} frames, {tokens} tokens",
+        "",
+        "| mode | seconds | sequences/s | tokens/s | speedup | min cosine vs one-at-a-time |",
+        "|---|---|---|---|---|---|",
+        f"| one at a time (original) | {single_s:.2f} | {n / single_s:.1f} | "
+        f"{tokens / single_s:.0f} | 1.0× | 1 |",
+        f"| padded batches (≤{args.max_tokens} tokens) | {batched_s:.2f} | "
+        f"{n / batched_s:.1f} | {tokens / batched_s:.0f} | {single_s / batched_s:.1f}× | "
+        f"{cosine.min():.6f} |",
+    ]
+    table = "\n".join(lines)
+    print(table)
+    if args.out:
+        args.out.write_text(table + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,237 @@
+"""DNABERT-S embeddings of kept-frame nucleotide slices (SPEC §3).
+
+The original embedded one sequence at a time: tokenizer(seq) → model → last hidden
+state → mean over all tokens, [CLS] and [SEP] included, no truncation. We run padded
+batches (filled to a token budget, longest first) with an attention mask, and take the
+mean over the real tokens only, which gives the same vector per sequence.
+
+`zhihan1996/DNABERT-S` ships its own model code (a BERT variant with ALiBi attention,
+`bert_layers.py`), so loading it executes code from the model repository. That is only
+done when the caller passes `trust_remote_code=True` (the CLI's `--trust-remote-code`).
+Three things in that code need help on a current stack, handled in `_remote_code_compat`
+(applied only when loading remote code) and `force_pytorch_attention` below:
+- its Triton flash-attention kernel fails on recent Triton; `bert_layers.py` falls back
+  to plain PyTorch attention when its module global `flash_attn_qkvpacked_func` is None,
+  so after loading we set that global to None in every module the model's classes come
+  from;
+- its Triton import is guarded by try/except, but transformers' pre-import check still
+  demands the `triton` package (absent on CPU-only installs), so that check skips it;
+- transformers ≥ 5 builds models on the meta device, where the remote code's ALiBi
+  tensor (a plain attribute, not a buffer) cannot be built, so remote-code models are
+  built on the CPU instead (built-in transformers models keep the meta-device path,
+  which their buffer initialisation relies on).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import torch
+from torch import nn
+
+from virnucpro.batching import run_splitting_on_oom, token_budget_batches
+from virnucpro.device import Precision, resolve_device, resolve_dtype
+from virnucpro.errors import CheckpointError, InputError
+
+log = logging.getLogger(__name__)
+
+DNABERT_S = "zhihan1996/DNABERT-S"
+
+# The module global the remote `bert_layers.py` checks before using its Triton kernel.
+_FLASH_ATTENTION_GLOBAL = "flash_attn_qkvpacked_func"
+
+
+@dataclass(frozen=True)
+class DnabertConfig:
+    """Which DNABERT-S to load and how to run it."""
+
+    model: str = DNABERT_S  # hub name, or a local directory holding a snapshot of it
+    trust_remote_code: bool = False  # DNABERT-S needs True: its model code is custom
+    device: str = "auto"
+    precision: Precision = "auto"  # BF16 on capable GPUs, FP32 elsewhere
+    max_tokens: int = 32768  # padded tokens (longest × count) per forward pass
+
+
+@dataclass
+class DnabertEmbedder:
+    """A loaded DNABERT-S (or stand-in) ready to embed DNA strings."""
+
+    model: nn.Module
+    tokenizer: object
+    device: torch.device
+    dtype: torch.dtype
+    max_tokens: int
+    max_positions: int | None  # None: no position table (ALiBi), any length works
+    oom_splits: int = 0
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    def tokenize(self, sequences: Sequence[str]) -> list[list[int]]:
+        """Token ids with the tokenizer's special tokens, as the original fed the model."""
+        if not sequences:
+            return []
+        return list(self.tokenizer(list(sequences), add_special_tokens=True)["input_ids"])
+
+    def embed(self, sequences: Sequence[str], ids: Sequence[str] | None = None) -> np.ndarray:
+        """Mean last-hidden-state per sequence, float32 [n, dim], in input order.
+
+        `ids` only name sequences in error messages.
+        """
+        token_ids = self.tokenize(sequences)
+        lengths = [len(t) for t in token_ids]
+        self._check_lengths(lengths, ids)
+        out = np.empty((len(token_ids), self.dim), dtype=np.float32)
+        run = functools.partial(self._embed_indices, token_ids)
+        for batch in token_budget_batches(lengths, self.max_tokens, padded=True):
+            for indices, rows in run_splitting_on_oom(batch, run, on_split=self._count_split):
+                out[indices] = rows
+        return out
+
+    def _check_lengths(self, lengths: list[int], ids: Sequence[str] | None) -> None:
+        # BERT's absolute position table has a fixed size; the original never
+        # truncated, so a longer sequence has no faithful embedding.
+        if self.max_positions is None:
+            return
+        for i, n in enumerate(lengths):
+            if n > self.max_positions:
+                name = ids[i] if ids is not None else f"#{i + 1}"
+                raise InputError(
+                    f"sequence {name} tokenises to {n} tokens but the DNABERT-S model has "
+                    f"only {self.max_positions} positions; the original does not truncate"
+                )
+
+    def _count_split(self, batch_size: int) -> None:
+        self.oom_splits += 1
+
+    def _embed_indices(self, token_ids: list[list[int]], indices: np.ndarray) -> np.ndarray:
+        return self.embed_batch([token_ids[i] for i in indices])
+
+    @torch.inference_mode()
+    def embed_batch(self, token_ids: list[list[int]]) -> np.ndarray:
+        """One padded forward pass; mean over each row's real tokens (padding excluded)."""
+        longest = max(len(t) for t in token_ids)
+        input_ids = torch.full((len(token_ids), longest), self.tokenizer.pad_token_id)
+        mask = torch.zeros((len(token_ids), longest), dtype=torch.long)
+        for row, ids in enumerate(token_ids):
+            input_ids[row, : len(ids)] = torch.tensor(ids)
+            mask[row, : len(ids)] = 1
+        input_ids, mask = input_ids.to(self.device), mask.to(self.device)
+        # [0] is the last hidden state both for transformers' BertModel output and for
+        # the remote DNABERT-S BertModel, which returns a tuple.
+        hidden = self.model(input_ids=input_ids, attention_mask=mask)[0].float()
+        weights = mask.unsqueeze(-1).float()
+        means = (hidden * weights).sum(dim=1) / weights.sum(dim=1)
+        return means.cpu().numpy()
+
+
+def load_dnabert(config: DnabertConfig) -> DnabertEmbedder:
+    """Load tokenizer and model by hub name or local snapshot, ready for inference."""
+    from transformers import AutoModel, AutoTokenizer
+
+    remote = needs_remote_code(config.model)
+    if remote and not config.trust_remote_code:
+        raise CheckpointError(
+            f"{config.model}: this model ships its own Python code (DNABERT-S's ALiBi BERT), "
+            "which runs when it is loaded; pass trust_remote_code=True "
+            "(CLI: --trust-remote-code) if you trust the model's source"
+        )
+    device = resolve_device(config.device)
+    dtype = resolve_dtype(config.precision, device)
+    with _remote_code_compat() if remote else contextlib.nullcontext():
+        tokenizer = AutoTokenizer.from_pretrained(
+            config.model, trust_remote_code=config.trust_remote_code
+        )
+        model = AutoModel.from_pretrained(config.model, trust_remote_code=config.trust_remote_code)
+    patched = force_pytorch_attention(model)
+    if patched:
+        log.info("DNABERT-S: using PyTorch attention (Triton kernel off in %s)", patched)
+    if tokenizer.pad_token_id is None:
+        raise CheckpointError(f"{config.model}: tokenizer has no padding token")
+    model = model.to(device=device, dtype=dtype).eval()
+    log.info("loaded %s on %s (%s)", config.model, device, dtype)
+    return DnabertEmbedder(
+        model=model,
+        tokenizer=tokenizer,
+        device=device,
+        dtype=dtype,
+        max_tokens=config.max_tokens,
+        max_positions=absolute_position_limit(model),
+    )
+
+
+def needs_remote_code(model: str) -> bool:
+    """True when the model's config maps to code shipped in its repository (auto_map)."""
+    from transformers import PretrainedConfig
+
+    try:
+        config_dict, _ = PretrainedConfig.get_config_dict(model)
+    except OSError as error:
+        raise CheckpointError(f"{model}: cannot read the model's config.json: {error}") from error
+    return "auto_map" in config_dict
+
+
+def force_pytorch_attention(model: nn.Module) -> list[str]:
+    """Turn off the remote code's Triton flash attention; return the modules changed.
+
+    The remote `bert_layers.py` uses plain PyTorch attention when its module global
+    `flash_attn_qkvpacked_func` is None, so clear it wherever the model's classes live.
+    """
+    patched = []
+    for name in sorted({type(m).__module__ for m in model.modules()}):
+        module = sys.modules.get(name)
+        if getattr(module, _FLASH_ATTENTION_GLOBAL, None) is not None:
+            setattr(module, _FLASH_ATTENTION_GLOBAL, None)
+            patched.append(name)
+    return patched
+
+
+def absolute_position_limit(model: nn.Module) -> int | None:
+    """Size of the model's absolute position table, or None when it has none (ALiBi)."""
+    for name, module in model.named_modules():
+        if name.endswith("position_embeddings") and isinstance(module, nn.Embedding):
+            return module.num_embeddings
+    return None
+
+
+@contextlib.contextmanager
+def _remote_code_compat() -> Iterator[None]:
+    """While loading: skip the `triton` import check and build models off the meta device.
+
+    Both are scoped to the load; see the module docstring for why each is needed.
+    """
+    from transformers import PreTrainedModel, dynamic_module_utils
+
+    original_get_imports = dynamic_module_utils.get_imports
+
+    def get_imports(filename: str | Path) -> list[str]:
+        return [name for name in original_get_imports(filename) if name != "triton"]
+
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(mock.patch.object(dynamic_module_utils, "get_imports", get_imports))
+        if hasattr(PreTrainedModel, "get_init_context"):
+            original_init_context = PreTrainedModel.get_init_context.__func__
+
+            def get_init_context(cls: type, *args: object, **kwargs: object) -> list:
+                contexts = original_init_context(cls, *args, **kwargs)
+                return [c for c in contexts if not _is_meta_device(c)]
+
+            stack.enter_context(
+                mock.patch.object(
+                    PreTrainedModel, "get_init_context", classmethod(get_init_context)
+                )
+            )
+        yield
+
+
+def _is_meta_device(context: object) -> bool:
+    return isinstance(context, torch.device) and context.type == "meta"

@@ -58,6 +58,55 @@ def _prepare(args: argparse.Namespace) -> None:
         print(f"  {path}")
 
 
+def _make_test_models(args: argparse.Namespace) -> None:
+    from virnucpro.test_models import write_test_models
+
+    models = write_test_models(args.directory, seed=args.seed)
+    print("random-init models (their predictions are meaningless; for tests and demos):")
+    print(f"  ESM-2 checkpoint (fair-esm hub format): {models.esm}")
+    print(f"  DNABERT-S stand-in (save_pretrained dir): {models.dnabert}")
+    print(f"  classifier (original whole-module pickle): {models.classifier}")
+
+
+def _predict(args: argparse.Namespace) -> None:
+    from virnucpro.config import ModelConfig, PredictConfig
+    from virnucpro.fasta import find_fasta_files
+    from virnucpro.pipeline import predict
+
+    config = PredictConfig(
+        reads=tuple(find_fasta_files(args.reads)),
+        out_dir=args.out,
+        models=ModelConfig(
+            classifier=args.classifier,
+            esm_model=args.esm_model,
+            dnabert_model=args.dnabert_model,
+            trust_remote_code=args.trust_remote_code,
+            precision=args.precision,
+            device=args.device,
+        ),
+        chunk_length=args.chunk_length,
+    )
+    result = predict(config)
+    for item in result.inputs:
+        print(f"{item.frames_scored} frames scored → {item.outputs.read_verdicts.text.parent}")
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    from virnucpro.config import ESM2_3B
+    from virnucpro.dnabert import DNABERT_S
+
+    parser.add_argument("--classifier", type=Path, required=True, help="300/500_model.pth")
+    parser.add_argument("--esm-model", default=ESM2_3B, help="fair-esm name or checkpoint")
+    parser.add_argument("--dnabert-model", default=DNABERT_S, help="hub name or directory")
+    parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow DNABERT-S's own model code to run (required for the real model)",
+    )
+    parser.add_argument("--precision", choices=("auto", "bf16", "fp16", "fp32"), default="auto")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 (default: auto)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="virnucpro", description="Find viral sequences in sequencing reads."
@@ -75,6 +124,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prepare.add_argument("--out", type=Path, required=True, help="output directory")
     prepare.set_defaults(run=_prepare)
+
+    predict = commands.add_parser(
+        "predict",
+        help="the whole pipeline in this process (the Prefect flow is flows/predict.py)",
+    )
+    predict.add_argument("reads", type=Path, nargs="+", help="FASTA files or directories")
+    predict.add_argument("--chunk-length", type=int, choices=CHUNK_LENGTHS, default=300)
+    predict.add_argument("--out", type=Path, required=True, help="output directory")
+    _add_model_arguments(predict)
+    predict.set_defaults(run=_predict)
+
+    models = commands.add_parser(
+        "make-test-models", help="write small random-init models in the real formats"
+    )
+    models.add_argument("directory", type=Path)
+    models.add_argument("--seed", type=int, default=0)
+    models.set_defaults(run=_make_test_models)
     return parser
 
 

@@ -53,6 +53,26 @@ def fasta_stem(path: Path) -> str:
     return name
 
 
+def find_fasta_files(paths: list[Path]) -> list[Path]:
+    """Files as given, directories expanded to the FASTA files in them (sorted)."""
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            inside = sorted(
+                p
+                for p in path.iterdir()
+                if p.is_file() and fasta_stem(p) != p.name and not p.name.startswith(".")
+            )
+            if not inside:
+                raise InputError(
+                    f"{path}: directory holds no FASTA file ({', '.join(_FASTA_SUFFIXES)})"
+                )
+            found += inside
+        else:
+            found.append(path)
+    return found
+
+
 def _open_binary(path: Path, raw: BinaryIO) -> BinaryIO:
     magic = raw.read(2)
     raw.seek(0)

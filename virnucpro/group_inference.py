@@ -1,0 +1,164 @@
+"""Embed and classify one group of frames: the unit of GPU work.
+
+A worker loads the three models once (cached per process by their configuration) and
+then runs any number of groups: DNABERT-S on the nucleotide slices, ESM-2 on the
+proteins, features joined by frame id, the classifier, and the group's result written
+atomically as Parquet (`frame_id, score1, score2`) with the run fingerprint in its
+metadata. A result that is present, readable, fingerprinted for this run and covers
+exactly the group's frames is complete: resuming skips it.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from virnucpro.atomic_write import write_parquet
+from virnucpro.classifier import MLPClassifier, load_classifier, predict_proba
+from virnucpro.config import ModelConfig
+from virnucpro.dnabert import DnabertConfig, DnabertEmbedder, load_dnabert
+from virnucpro.esm_embedder import EsmEmbedder
+from virnucpro.features import join_features
+from virnucpro.planning import Group, read_group
+
+log = logging.getLogger(__name__)
+
+RESULT_SCHEMA = pa.schema(
+    [("frame_id", pa.string()), ("score1", pa.float32()), ("score2", pa.float32())]
+)
+_FINGERPRINT_KEY = b"virnucpro.fingerprint"
+
+
+@dataclass
+class Models:
+    """The loaded models of one worker process."""
+
+    dnabert: DnabertEmbedder
+    esm: EsmEmbedder
+    classifier: MLPClassifier
+
+
+@functools.cache
+def load_models(config: ModelConfig) -> Models:
+    """Load once per process; later groups with the same configuration reuse them."""
+    dnabert = load_dnabert(
+        DnabertConfig(
+            model=config.dnabert_model,
+            trust_remote_code=config.trust_remote_code,
+            device=config.device,
+            precision=config.precision,
+            max_tokens=config.dnabert_tokens_per_batch,
+        )
+    )
+    esm = EsmEmbedder(
+        config.esm_model,
+        device=config.device,
+        precision=config.precision,
+        max_tokens=config.esm_tokens_per_batch,
+    )
+    classifier = load_classifier(config.classifier, dnabert_dim=dnabert.dim, esm_dim=esm.dim)
+    classifier.to(dnabert.device)
+    return Models(dnabert, esm, classifier)
+
+
+@dataclass(frozen=True)
+class GroupSummary:
+    """What a group task returns: small, whatever the group's size."""
+
+    group_id: str
+    frames: int
+    tokens: int
+    skipped: bool  # a complete result from an earlier run was found
+    seconds: float
+    dnabert_seconds: float
+    esm_seconds: float
+    worker: str
+    oom_splits: int
+
+
+def result_path(results_dir: Path, group: Group) -> Path:
+    return results_dir / f"{group.group_id}.parquet"
+
+
+def result_is_complete(path: Path, group: Group, fingerprint: str) -> bool:
+    """True when `path` holds this run's scores for exactly the group's frames."""
+    if not path.exists():
+        return False
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowInvalid):
+        return False
+    metadata = table.schema.metadata or {}
+    if metadata.get(_FINGERPRINT_KEY) != fingerprint.encode() or table.num_rows != group.frames:
+        return False
+    expected = read_group(group).column("frame_id")
+    return table.column("frame_id").equals(expected)
+
+
+def run_group(
+    group: Group,
+    results_dir: Path,
+    config: ModelConfig,
+    fingerprint: str,
+    worker: str | None = None,
+) -> GroupSummary:
+    """Embed, classify and store one group, unless its result is already complete.
+
+    `worker` names who ran it in the summary (the Dask worker; default: the host)."""
+    started = time.perf_counter()
+    path = result_path(results_dir, group)
+    worker = worker or socket.gethostname()
+    if result_is_complete(path, group, fingerprint):
+        log.info("group %s: complete result found, skipped", group.group_id)
+        return GroupSummary(
+            group.group_id, group.frames, group.tokens, True, 0.0, 0.0, 0.0, worker, 0
+        )
+
+    table = read_group(group)
+    frame_ids = table.column("frame_id").to_pylist()
+    models = load_models(config)
+    splits_before = models.dnabert.oom_splits
+    t0 = time.perf_counter()
+    dnabert = models.dnabert.embed(table.column("nucleotide").to_pylist(), ids=frame_ids)
+    t1 = time.perf_counter()
+    esm = models.esm.embed(table.column("protein").to_pylist())
+    t2 = time.perf_counter()
+    features = join_features(frame_ids, dnabert, frame_ids, esm)
+    scores = predict_proba(models.classifier, features.matrix)
+
+    results_dir.mkdir(parents=True, exist_ok=True)
+    result = pa.table(
+        [features.frame_ids, scores[:, 0], scores[:, 1]], schema=RESULT_SCHEMA
+    ).replace_schema_metadata({_FINGERPRINT_KEY: fingerprint.encode()})
+    write_parquet(result, path)
+    return GroupSummary(
+        group.group_id,
+        group.frames,
+        group.tokens,
+        False,
+        time.perf_counter() - started,
+        t1 - t0,
+        t2 - t1,
+        worker,
+        models.esm.last_stats.oom_splits + models.dnabert.oom_splits - splits_before,
+    )
+
+
+def read_scores(results_dir: Path, groups: list[Group]) -> dict[str, np.ndarray]:
+    """frame id → [P(others), P(virus)] over all groups' results."""
+    scores: dict[str, np.ndarray] = {}
+    for group in groups:
+        table = pq.read_table(result_path(results_dir, group))
+        matrix = np.stack(
+            [table.column("score1").to_numpy(), table.column("score2").to_numpy()], axis=1
+        )
+        scores.update(zip(table.column("frame_id").to_pylist(), matrix, strict=True))
+    return scores

@@ -10,6 +10,8 @@ REFERENCE = ROOT.parent / "shared" / "reference" / "virnucpro_original"
 
 # benchmarks/original_prepare.py is the independent per-codon oracle.
 sys.path.insert(0, str(ROOT / "benchmarks"))
+# flows/ and tasks/ import as packages when the project is installed; also from a checkout.
+sys.path.insert(0, str(ROOT))
 
 
 @pytest.fixture(scope="session")

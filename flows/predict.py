@@ -1,0 +1,188 @@
+"""VirNucPro prediction flow: reads in, per-read virus verdicts out.
+
+    python flows/predict.py reads.fa --classifier 300_model.pth --trust-remote-code
+
+prepare reads → plan groups → embed and classify each group on the Dask cluster (one
+worker per GPU) → write outputs → report. The same flow runs as a Prefect deployment
+(`deployments/`). Without a configured Prefect server, one local API is started for the
+run and shared with the Dask workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make `tasks` and `virnucpro` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import dask
+from prefect import flow, get_run_logger
+from prefect.artifacts import (
+    create_link_artifact,
+    create_progress_artifact,
+    update_progress_artifact,
+)
+from prefect.context import FlowRunContext
+from prefect.futures import as_completed
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from tasks.cluster import GPU_RESOURCE, ClusterSpec, ensure_prefect_api, task_runner
+from tasks.groups import embed_classify_group
+from tasks.preparation import assemble, plan, prepare
+from virnucpro import pipeline
+from virnucpro.config import ESM2_3B, ModelConfig, PredictConfig
+from virnucpro.dnabert import DNABERT_S
+from virnucpro.errors import VirNucProError
+from virnucpro.fasta import find_fasta_files
+from virnucpro.group_inference import GroupSummary
+from virnucpro.planning import Group
+
+
+class GroupsFailed(VirNucProError):
+    """Some groups failed after their retries; the others' results are kept for a rerun."""
+
+
+@flow(name="virnucpro-embed-groups")
+def embed_groups(
+    config: PredictConfig, groups: list[Group], fingerprint: str
+) -> list[GroupSummary]:
+    """Run every group on the cluster, one per GPU at a time, updating a progress bar."""
+    logger = get_run_logger()
+    client = FlowRunContext.get().task_runner.client  # starts or connects the cluster
+    dashboard = client.dashboard_link
+    if dashboard:
+        create_link_artifact(dashboard, link_text="Dask dashboard", key="dask-dashboard")
+        logger.info("live Dask dashboard: %s", dashboard)
+    progress = create_progress_artifact(0.0, key="virnucpro-progress", description="groups done")
+    with dask.annotate(resources={GPU_RESOURCE: 1}):
+        futures = {embed_classify_group.submit(g, config, fingerprint): g for g in groups}
+    summaries, failed = [], []
+    for done, future in enumerate(as_completed(list(futures)), start=1):
+        try:
+            summaries.append(future.result())
+        except Exception as error:  # the task's own retries are spent: report, go on
+            failed.append(futures[future].group_id)
+            logger.error("group %s failed: %s", futures[future].group_id, error)
+        update_progress_artifact(progress, 100.0 * done / len(futures))
+    skipped = sum(s.skipped for s in summaries)
+    logger.info(
+        "%d groups done, %d skipped (complete results from an earlier run)",
+        len(summaries) - skipped,
+        skipped,
+    )
+    if failed:
+        raise GroupsFailed(
+            f"{len(failed)} group(s) failed after retries: {', '.join(sorted(failed))}. "
+            f"Results of the other groups are kept in {pipeline.results_dir(config)}; "
+            "rerun the same command to compute only what is missing."
+        )
+    return summaries
+
+
+@flow(name="virnucpro-predict")
+def predict(
+    reads: list[str],
+    classifier: str,
+    out_dir: str = "virnucpro-output",
+    chunk_length: int = 300,
+    esm_model: str = ESM2_3B,
+    dnabert_model: str = DNABERT_S,
+    trust_remote_code: bool = False,
+    gpus: list[int] | None = None,
+    cpu_workers: int = 1,
+    esm_tokens_per_batch: int | None = None,
+    dnabert_tokens_per_batch: int = 32768,
+    groups_per_worker: int = 4,
+    precision: str = "auto",
+    scheduler_address: str | None = None,
+) -> dict:
+    """Predict viral reads in FASTA files (or directories of them)."""
+    spec = ClusterSpec(scheduler_address, tuple(gpus) if gpus else None, cpu_workers)
+    config = PredictConfig(
+        reads=tuple(find_fasta_files([Path(r) for r in reads])),
+        out_dir=Path(out_dir),
+        models=ModelConfig(
+            classifier=Path(classifier),
+            esm_model=esm_model,
+            dnabert_model=dnabert_model,
+            trust_remote_code=trust_remote_code,
+            precision=precision,
+            esm_tokens_per_batch=esm_tokens_per_batch,
+            dnabert_tokens_per_batch=dnabert_tokens_per_batch,
+        ),
+        chunk_length=chunk_length,
+        groups_per_worker=groups_per_worker,
+        workers=spec.worker_count(),
+    )
+    pipeline.check_inputs(config)
+    prepared = [prepare.submit(config, i) for i in range(len(config.reads))]
+    prepared = [future.result() for future in prepared]
+    groups = plan(config, prepared)
+    fingerprint = config.models.fingerprint()
+    runner = task_runner(spec, config.out_dir / "dask-performance-report.html")
+    summaries = embed_groups.with_options(task_runner=runner)(config, groups, fingerprint)
+    results = assemble(config, prepared, groups)
+    return {
+        "outputs": [str(r.outputs.read_verdicts.text.parent) for r in results],
+        "groups": len(summaries),
+        "groups_skipped": sum(s.skipped for s in summaries),
+        "frames": sum(r.frames_scored for r in results),
+    }
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="flows/predict.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("reads", nargs="+", help="FASTA files (.gz accepted) or directories")
+    parser.add_argument("--classifier", required=True, help="300_model.pth / 500_model.pth")
+    parser.add_argument("--out", default="virnucpro-output", help="output directory")
+    parser.add_argument("--chunk-length", type=int, choices=(300, 500), default=300)
+    parser.add_argument("--esm-model", default=ESM2_3B, help="fair-esm name or checkpoint")
+    parser.add_argument("--dnabert-model", default=DNABERT_S, help="hub name or directory")
+    parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow DNABERT-S's own model code to run (required for the real model)",
+    )
+    parser.add_argument("--gpus", help="GPU indices to use, e.g. 0,2 (default: all)")
+    parser.add_argument("--cpu-workers", type=int, default=1, help="workers without GPUs")
+    parser.add_argument("--esm-tokens-per-batch", type=int, help="packed tokens per step")
+    parser.add_argument("--dnabert-tokens-per-batch", type=int, default=32768)
+    parser.add_argument("--groups-per-worker", type=int, default=4)
+    parser.add_argument("--precision", choices=("auto", "bf16", "fp16", "fp32"), default="auto")
+    parser.add_argument("--scheduler-address", help="use this running Dask cluster")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    api_url = ensure_prefect_api() or PREFECT_API_URL.value()
+    with temporary_settings(updates={PREFECT_API_URL: api_url}):
+        try:
+            result = predict(
+                reads=args.reads,
+                classifier=args.classifier,
+                out_dir=args.out,
+                chunk_length=args.chunk_length,
+                esm_model=args.esm_model,
+                dnabert_model=args.dnabert_model,
+                trust_remote_code=args.trust_remote_code,
+                gpus=[int(g) for g in args.gpus.split(",")] if args.gpus else None,
+                cpu_workers=args.cpu_workers,
+                esm_tokens_per_batch=args.esm_tokens_per_batch,
+                dnabert_tokens_per_batch=args.dnabert_tokens_per_batch,
+                groups_per_worker=args.groups_per_worker,
+                precision=args.precision,
+                scheduler_address=args.scheduler_address,
+            )
+        except VirNucProError as error:
+            print(f"virnucpro: error: {error}", file=sys.stderr)
+            return 2
+    for path in result["outputs"]:
+        print(f"results: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Prefect tasks: thin wrappers over `virnucpro` library calls, plus where they run."""

@@ -1,0 +1,52 @@
+"""The GPU task: embed and classify one group on a Dask worker."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from virnucpro import pipeline
+from virnucpro.config import PredictConfig
+from virnucpro.group_inference import GroupSummary, run_group
+from virnucpro.planning import Group
+
+GROUP_EVENT_TOPIC = "virnucpro-group"
+
+
+def _dask_worker():
+    """The Dask worker running this task, or None (tests may run it in-process)."""
+    try:
+        from distributed import get_worker
+
+        return get_worker()
+    except ValueError:
+        return None
+
+
+@task(name="embed-classify-group", retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+def embed_classify_group(group: Group, config: PredictConfig, fingerprint: str) -> GroupSummary:
+    """Run one group (models stay loaded in the worker between groups); a complete
+    result from an earlier run is reused, so a retry or a resumed run skips it."""
+    worker = _dask_worker()
+    summary = run_group(
+        group,
+        pipeline.results_dir(config),
+        config.models,
+        fingerprint,
+        worker=str(worker.name) if worker else None,
+    )
+    if worker is not None:
+        worker.log_event(GROUP_EVENT_TOPIC, dataclasses.asdict(summary))
+    verb = "skipped (complete result found)" if summary.skipped else "done"
+    get_run_logger().info(
+        "group %s %s: %d frames, %d tokens, %.1f s on %s",
+        group.group_id,
+        verb,
+        summary.frames,
+        summary.tokens,
+        summary.seconds,
+        summary.worker,
+    )
+    return summary

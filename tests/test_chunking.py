@@ -1,11 +1,12 @@
 import itertools
 import math
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from virnucpro.chunking import chunk_spans
+from virnucpro.chunking import chunk_reads, chunk_spans
 
 
 @pytest.mark.parametrize(
@@ -47,3 +48,23 @@ def test_spans_follow_the_rule_and_cover_the_read(length, chunk_length):
 def test_zero_chunk_length_is_refused():
     with pytest.raises(ValueError, match="chunk_length"):
         chunk_spans(10, 0)
+
+
+@given(st.lists(st.integers(0, 5000), max_size=50), st.sampled_from([300, 500]))
+def test_many_reads_at_once_equal_one_at_a_time(lengths, chunk_length):
+    chunks = chunk_reads(np.array(lengths, dtype=np.int64), chunk_length)
+    expected = [
+        (i, k, start, end)
+        for i, n in enumerate(lengths)
+        for k, (start, end) in enumerate(chunk_spans(n, chunk_length), start=1)
+    ]
+    got = list(
+        zip(
+            chunks.read.tolist(),
+            chunks.number.tolist(),
+            chunks.start.tolist(),
+            chunks.end.tolist(),
+            strict=True,
+        )
+    )
+    assert got == expected

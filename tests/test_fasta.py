@@ -62,7 +62,7 @@ def test_truncated_gzip_names_the_last_good_record(tmp_path):
         _reads(path)
     # Read in small blocks, the message names the last record read intact.
     with pytest.raises(InputError) as error:
-        for _ in FastaReader(path).blocks(block_chars=10_000):
+        for _ in FastaReader(path).blocks(block_bytes=10_000):
             pass
     number, read_id = re.search(r"corrupt after record (\d+) \((\w+)\)", str(error.value)).groups()
     assert read_id == f"r{int(number) - 1}"  # record n holds r(n-1)

@@ -49,7 +49,7 @@ def test_worker_processes_give_the_same_files(reference_dir, tmp_path):
     # back in input order.
     serial = prepare_reads(reference_dir / "reads_public.fa", 300, tmp_path / "a", workers=1)
     pooled = prepare_reads(
-        reference_dir / "reads_public.fa", 300, tmp_path / "b", workers=2, block_chars=20_000
+        reference_dir / "reads_public.fa", 300, tmp_path / "b", workers=2, block_bytes=20_000
     )
     for name in ("chunked", "nucleotide", "protein", "ledger"):
         assert getattr(serial, name).read_bytes() == getattr(pooled, name).read_bytes()
@@ -91,7 +91,7 @@ def test_ledger_accounts_for_every_read_and_chunk(tmp_path, sequences, chunk_len
     reads = [(f"r{i}", s) for i, s in enumerate(sequences)]
     fasta = tmp_path / "reads.fa"
     fasta.write_text("".join(f">{rid} some description\n{s}\n" for rid, s in reads))
-    result = prepare_reads(fasta, chunk_length, tmp_path / "out", block_chars=block, workers=1)
+    result = prepare_reads(fasta, chunk_length, tmp_path / "out", block_bytes=block, workers=1)
     chunks, frames = original_prepare.prepare(reads, chunk_length)
 
     assert _records(result.chunked) == chunks

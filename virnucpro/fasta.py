@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 
 # IUPAC nucleotide codes (U for RNA), either case. Anything else is refused; the
 # non-ACGT codes are accepted and their codons dropped as the original does (SPEC §2).
-_NOT_NUCLEOTIDE = re.compile(r"[^ACGTURYSWKMBDHVNacgturyswkmbdhvn]")
+_NUCLEOTIDES = b"ACGTURYSWKMBDHVNacgturyswkmbdhvn"
+_NOT_NUCLEOTIDE = re.compile(f"[^{_NUCLEOTIDES.decode()}]")
 _GZIP_MAGIC = b"\x1f\x8b"
 _SNIFF_BYTES = 8192
 _FASTA_SUFFIXES = (".fa", ".fasta", ".fna", ".fas", ".ffn")
@@ -97,22 +98,25 @@ def _sniff(path: Path, head: bytes) -> None:
 
 @dataclass(frozen=True)
 class RecordBlock:
-    """Whole records of a file, as text, and the 1-based number of the first one."""
+    """Whole records of a file, as bytes, and the 1-based number of the first one.
+
+    Bytes, not text: the reading process only cuts and counts (fast byte searches);
+    decoding happens in the worker that parses the block."""
 
     path: Path
     first_number: int
-    text: str
+    data: bytes
 
 
-def _count_records(text: str) -> int:
-    return text.count("\n>") + text.startswith(">")
+def _count_records(data: bytes) -> int:
+    return data.count(b"\n>") + data.startswith(b">")
 
 
-def _split_at_records(text: io.TextIOBase, block_chars: int) -> Iterator[str]:
-    carry = ""
-    while more := text.read(block_chars):
+def _split_at_records(stream: BinaryIO, block_bytes: int) -> Iterator[bytes]:
+    carry = b""
+    while more := stream.read(block_bytes):
         buffer = carry + more
-        cut = buffer.rfind("\n>") + 1
+        cut = buffer.rfind(b"\n>") + 1
         if cut:
             yield buffer[:cut]
         carry = buffer[cut:]  # without a cut, one record is longer than a block: read on
@@ -122,20 +126,27 @@ def _split_at_records(text: io.TextIOBase, block_chars: int) -> Iterator[str]:
 
 def parse_block(block: RecordBlock) -> list[Read]:
     """Parse and validate the records of a block (runs in worker processes)."""
+    text = block.data.decode("latin-1")
+    if "\r" in text:  # CRLF (or old Mac CR) line ends: read as plain line ends
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
     reads = []
     for number, (title, sequence) in enumerate(
-        SimpleFastaParser(io.StringIO(block.text)), start=block.first_number
+        SimpleFastaParser(io.StringIO(text)), start=block.first_number
     ):
         read_id = title.split(None, 1)[0] if title.strip() else ""
         if not read_id:
             raise InputError(f"{block.path}: record {number} has an empty header (no id)")
-        bad = _NOT_NUCLEOTIDE.search(sequence)
-        if bad:
-            raise InputError(
-                f"{block.path}: record {number} ({read_id}): character {bad.group()!r} at "
-                f"position {bad.start() + 1} is not a nucleotide code"
-            )
         reads.append(Read(number, read_id, sequence))
+    # One C-speed pass over all sequences (delete the valid codes: nothing may remain);
+    # only a block that fails is searched record by record for the culprit.
+    if "".join(r.sequence for r in reads).encode("latin-1").translate(None, _NUCLEOTIDES):
+        for read in reads:
+            bad = _NOT_NUCLEOTIDE.search(read.sequence)
+            if bad:
+                raise InputError(
+                    f"{block.path}: record {read.number} ({read.id}): character "
+                    f"{bad.group()!r} at position {bad.start() + 1} is not a nucleotide code"
+                )
     return reads
 
 
@@ -189,8 +200,8 @@ class FastaReader:
         """Bytes of the file consumed so far."""
         return self._raw.tell() if self._raw is not None and not self._raw.closed else self.size
 
-    def blocks(self, block_chars: int = 8_000_000) -> Iterator[RecordBlock]:
-        """Blocks of about `block_chars` characters, each ending at a record boundary."""
+    def blocks(self, block_bytes: int = 4_000_000) -> Iterator[RecordBlock]:
+        """Blocks of about `block_bytes` bytes, each ending at a record boundary."""
         number = 1
         last_header = ""
         with open(self.path, "rb") as raw:
@@ -199,11 +210,11 @@ class FastaReader:
             try:
                 _sniff(self.path, stream.read(_SNIFF_BYTES))
                 stream.seek(0)
-                text = io.TextIOWrapper(stream, encoding="latin-1", newline=None)
-                for block in _split_at_records(text, block_chars):
+                for block in _split_at_records(stream, block_bytes):
                     yield RecordBlock(self.path, number, block)
                     number += _count_records(block)
-                    last_header = block[block.rfind("\n>") + 2 :].split(None, 1)[0]
+                    last = block[block.rfind(b"\n>") + 2 :].split(None, 1)[0]
+                    last_header = last.decode("latin-1")
             except (EOFError, gzip.BadGzipFile, zlib.error) as error:
                 where = (
                     f"after record {number - 1} ({last_header})" if number > 1 else "in record 1"

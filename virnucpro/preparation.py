@@ -12,6 +12,7 @@ that look complete.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import multiprocessing
 import os
@@ -25,8 +26,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
+import numpy as np
+
 from virnucpro import ledger
-from virnucpro.chunking import CHUNK_LENGTHS, chunk_spans
+from virnucpro.chunking import CHUNK_LENGTHS, chunk_reads
 from virnucpro.errors import InputError
 from virnucpro.fasta import DuplicateIds, FastaReader, RecordBlock, fasta_stem, parse_block
 from virnucpro.translation import FRAME_SUFFIXES, STATUS_OK, select_frames
@@ -74,8 +77,13 @@ def output_paths(reads_path: Path, chunk_length: int, out_dir: Path) -> Prepared
     )
 
 
+@functools.cache
+def _line_slices(length: int) -> tuple[slice, ...]:
+    return tuple(slice(i, i + _WRAP) for i in range(0, length, _WRAP))
+
+
 def _wrapped(record_id: str, sequence: str) -> str:
-    lines = "\n".join([sequence[i : i + _WRAP] for i in range(0, len(sequence), _WRAP)])
+    lines = "\n".join(map(sequence.__getitem__, _line_slices(len(sequence))))
     return f">{record_id}\n{lines}\n"
 
 
@@ -97,13 +105,14 @@ class _BlockResult:
 def _prepare_block(block: RecordBlock, chunk_length: int, piece_dir: Path) -> _BlockResult:
     """Parse, chunk and translate one block of records; write its output pieces."""
     reads = parse_block(block)
-    spans = [chunk_spans(len(read.sequence), chunk_length) for read in reads]
+    sequences = [read.sequence for read in reads]
+    chunks_of = chunk_reads(np.fromiter(map(len, sequences), np.int64, len(reads)), chunk_length)
+    owner = chunks_of.read.tolist()
+    starts, ends = chunks_of.start.tolist(), chunks_of.end.tolist()
     chunk_ids = [
-        f"{read.id}_chunk_{k}"
-        for read, s in zip(reads, spans, strict=True)
-        for k in range(1, len(s) + 1)
+        f"{reads[r].id}_chunk_{k}" for r, k in zip(owner, chunks_of.number.tolist(), strict=True)
     ]
-    chunks = [read.sequence[a:b] for read, s in zip(reads, spans, strict=True) for a, b in s]
+    chunks = [sequences[r][a:b] for r, a, b in zip(owner, starts, ends, strict=True)]
     frames = select_frames(chunks)
 
     frame_ids = [
@@ -113,35 +122,36 @@ def _prepare_block(block: RecordBlock, chunk_length: int, piece_dir: Path) -> _B
     kept = [""] * len(chunks)
     for c, frame_id in zip(frames.chunk.tolist(), frame_ids, strict=True):
         kept[c] = f"{kept[c]},{frame_id}" if kept[c] else frame_id
-    dropped = frames.ambiguous_codons_dropped.tolist()
-    rows = []
-    c = 0
-    for read, read_spans in zip(reads, spans, strict=True):
-        if not read_spans:
-            rows.append(
-                ledger.LedgerRow(read.number, read.id, 0, "", 0, 0, "", 0, ledger.STATUS_EMPTY_READ)
+    lines = ledger.format_columns(
+        [reads[r].number for r in owner],
+        [reads[r].id for r in owner],
+        [len(sequences[r]) for r in owner],
+        chunk_ids,
+        starts,
+        [b - a for a, b in zip(starts, ends, strict=True)],
+        kept,
+        frames.ambiguous_codons_dropped.tolist(),
+        frames.status,
+    )
+    empty = [read for read in reads if not read.sequence]
+    if empty:  # no chunk, but a ledger row all the same, in read order
+        numbered = [(reads[r].number, line) for r, line in zip(owner, lines, strict=True)]
+        numbered += [
+            (
+                r.number,
+                ledger.format_row(
+                    ledger.LedgerRow(r.number, r.id, 0, "", 0, 0, "", 0, ledger.STATUS_EMPTY_READ)
+                ),
             )
-        for start, end in read_spans:
-            rows.append(
-                ledger.LedgerRow(
-                    read.number,
-                    read.id,
-                    len(read.sequence),
-                    chunk_ids[c],
-                    start,
-                    end - start,
-                    kept[c],
-                    dropped[c],
-                    frames.status[c],
-                )
-            )
-            c += 1
+            for r in empty
+        ]
+        lines = [line for _, line in sorted(numbered, key=lambda item: item[0])]
 
     texts = {
         "chunked": "".join(map(_wrapped, chunk_ids, chunks)),
         "nucleotide": _one_line_records(frame_ids, frames.nucleotide),
         "protein": _one_line_records(frame_ids, frames.protein),
-        "ledger": ledger.format_rows(rows),
+        "ledger": "".join(lines),
     }
     pieces = {}
     for name, text in texts.items():
@@ -149,7 +159,7 @@ def _prepare_block(block: RecordBlock, chunk_length: int, piece_dir: Path) -> _B
         pieces[name].write_text(text)
     counts = PreparationCounts(
         reads=len(reads),
-        empty_reads=sum(not s for s in spans),
+        empty_reads=len(empty),
         chunks=len(chunks),
         chunks_without_frames=sum(s != STATUS_OK for s in frames.status),
         frames=len(frame_ids),
@@ -180,8 +190,21 @@ def _results_in_order(
 
 
 def _append(target: BinaryIO, piece: Path) -> None:
+    """Append a piece file, copied by the kernel where it can (the main process stays
+    free to feed the workers); `target` is unbuffered so the order of writes holds."""
     with open(piece, "rb") as source:
-        shutil.copyfileobj(source, target, 1 << 22)
+        remaining = os.fstat(source.fileno()).st_size
+        try:
+            while remaining > 0:
+                copied = os.copy_file_range(source.fileno(), target.fileno(), remaining)
+                if copied == 0:
+                    break
+                remaining -= copied
+        except OSError:  # a filesystem without copy_file_range: copy through here
+            pass
+        if remaining > 0:
+            source.seek(-remaining, os.SEEK_END)
+            shutil.copyfileobj(source, target, 1 << 22)
     piece.unlink()
 
 
@@ -192,7 +215,7 @@ def prepare_reads(
     *,
     progress: Progress | None = None,
     workers: int | None = None,
-    block_chars: int = 4_000_000,
+    block_bytes: int = 4_000_000,
 ) -> PreparedFiles:
     """Chunk, translate and select frames for every read of `reads_path`.
 
@@ -216,10 +239,12 @@ def prepare_reads(
         work = Path(work)
         partial = {name: work / path.name for name, path in targets.items()}
         with ExitStack() as stack:
-            handles = {n: stack.enter_context(open(p, "wb")) for n, p in partial.items()}
+            handles = {
+                n: stack.enter_context(open(p, "wb", buffering=0)) for n, p in partial.items()
+            }
             handles["ledger"].write(ledger.header().encode())
             results = _results_in_order(
-                reader.blocks(block_chars), chunk_length, work, workers or os.cpu_count() or 1
+                reader.blocks(block_bytes), chunk_length, work, workers or os.cpu_count() or 1
             )
             for result in results:
                 ids.add(result.ids, result.first_number)

@@ -26,5 +26,11 @@ lint: $(STAMP)
 test: lint
 	$(PY) -m pytest -q
 
+# The whole flow on the bundled sample reads, with small random-init models written
+# first (the real weights cannot be fetched here): outputs land in $(DEMO_OUT)/.
 demo: $(STAMP)
-	$(VENV)/bin/virnucpro prepare virnucpro/data/sample_reads.fa --chunk-length 300 --out $(DEMO_OUT)
+	$(VENV)/bin/virnucpro make-test-models $(DEMO_OUT)/models
+	$(PY) flows/predict.py virnucpro/data/sample_reads.fa --out $(DEMO_OUT) \
+		--classifier $(DEMO_OUT)/models/classifier_test.pth \
+		--esm-model $(DEMO_OUT)/models/esm2_test.pt \
+		--dnabert-model $(DEMO_OUT)/models/dnabert_test --cpu-workers 2

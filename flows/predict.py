@@ -38,6 +38,12 @@ from virnucpro.errors import VirNucProError
 from virnucpro.fasta import find_fasta_files
 from virnucpro.group_inference import GroupSummary
 from virnucpro.planning import Group
+from virnucpro.test_models import is_generated
+
+RANDOM_MODELS_WARNING = (
+    "these predictions come from random-init test models and are meaningless; "
+    "use the real ESM-2 3B, DNABERT-S and VirNucPro classifier weights for real results"
+)
 
 
 class GroupsFailed(VirNucProError):
@@ -124,7 +130,11 @@ def predict(
     runner = task_runner(spec, config.out_dir / "dask-performance-report.html")
     summaries = embed_groups.with_options(task_runner=runner)(config, groups, fingerprint)
     results = assemble(config, prepared, groups)
+    random_models = is_generated(config.models.classifier)
+    if random_models:
+        get_run_logger().warning(RANDOM_MODELS_WARNING)
     return {
+        "random_models": random_models,
         "outputs": [str(r.outputs.read_verdicts.text.parent) for r in results],
         "groups": len(summaries),
         "groups_skipped": sum(s.skipped for s in summaries),
@@ -181,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     for path in result["outputs"]:
         print(f"results: {path}")
+    if result["random_models"]:
+        print(f"NOTE: {RANDOM_MODELS_WARNING}")
     return 0
 
 

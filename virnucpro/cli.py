@@ -72,6 +72,7 @@ def _predict(args: argparse.Namespace) -> None:
     from virnucpro.config import ModelConfig, PredictConfig
     from virnucpro.fasta import find_fasta_files
     from virnucpro.pipeline import predict
+    from virnucpro.test_models import is_generated
 
     config = PredictConfig(
         reads=tuple(find_fasta_files(args.reads)),
@@ -89,6 +90,8 @@ def _predict(args: argparse.Namespace) -> None:
     result = predict(config)
     for item in result.inputs:
         print(f"{item.frames_scored} frames scored → {item.outputs.read_verdicts.text.parent}")
+    if is_generated(args.classifier):
+        print("NOTE: random-init test models: these predictions are meaningless")
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:

@@ -192,6 +192,15 @@ def write_test_classifier(path: Path, input_dim: int, seed: int = 0) -> Path:
     return path
 
 
+# Written next to generated models so a run can warn that its predictions mean nothing.
+RANDOM_MODELS_MARKER = "RANDOM_INIT_MODELS.txt"
+
+
+def is_generated(model_path: Path) -> bool:
+    """True for a model written by `write_test_models` (random weights)."""
+    return (Path(model_path).parent / RANDOM_MODELS_MARKER).exists()
+
+
 @dataclass(frozen=True)
 class GeneratedModels:
     """Paths of a generated model set, in the formats the real models come in."""
@@ -207,6 +216,9 @@ def write_test_models(directory: Path, *, seed: int = 0) -> GeneratedModels:
     seconds. Their predictions are meaningless (random weights)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    (directory / RANDOM_MODELS_MARKER).write_text(
+        "These models have random weights: their predictions are meaningless.\n"
+    )
     esm = write_test_esm_checkpoint(
         directory / "esm2_test.pt", num_layers=2, embed_dim=64, attention_heads=4, seed=seed
     )

@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+import original_prepare
 from Bio.SeqIO.FastaIO import SimpleFastaParser
 
-import original_prepare
 from virnucpro.preparation import prepare_reads
 
 _LETTERS = np.frombuffer(b"ACGTN", dtype=np.uint8)
@@ -55,9 +55,10 @@ def naive_prepare_file(path: Path, chunk_length: int, out_dir: Path) -> int:
         for chunk_id, chunk in chunks:
             lines = "".join(chunk[i : i + 60] + "\n" for i in range(0, len(chunk), 60))
             out.write(f">{chunk_id}\n{lines}")
-    with open(out_dir / "naive_nucleotide.fa", "w") as nuc, open(
-        out_dir / "naive_protein.faa", "w"
-    ) as prot:
+    with (
+        open(out_dir / "naive_nucleotide.fa", "w") as nuc,
+        open(out_dir / "naive_protein.faa", "w") as prot,
+    ):
         for frame_id, protein, nucleotide in frames:
             nuc.write(f">{frame_id}\n{nucleotide}\n")
             prot.write(f">{frame_id}\n{protein}\n")
@@ -96,8 +97,15 @@ def main() -> None:
             big = tmp / "million.fa"
             write_reads(big, 1_000_000, 500, 500, seed=2)
             million, t_million = _timed(lambda: prepare_reads(big, 500, tmp / "million"))
-            rows.append(("1,000,000 reads of 500 nt, C=500", "virnucpro", million.counts.reads,
-                         t_million, float("nan")))
+            rows.append(
+                (
+                    "1,000,000 reads of 500 nt, C=500",
+                    "virnucpro",
+                    million.counts.reads,
+                    t_million,
+                    float("nan"),
+                )
+            )
 
     lines = [
         f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "

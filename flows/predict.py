@@ -30,7 +30,9 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from tasks.cluster import GPU_RESOURCE, ClusterSpec, ensure_prefect_api, task_runner
 from tasks.groups import embed_classify_group
+from tasks.monitoring import RunMonitor
 from tasks.preparation import assemble, plan, prepare
+from tasks.report import publish_report
 from virnucpro import pipeline
 from virnucpro.config import ESM2_3B, ModelConfig, PredictConfig
 from virnucpro.dnabert import DNABERT_S
@@ -38,6 +40,8 @@ from virnucpro.errors import VirNucProError
 from virnucpro.fasta import find_fasta_files
 from virnucpro.group_inference import GroupSummary
 from virnucpro.planning import Group
+from virnucpro.report import Target
+from virnucpro.telemetry import RunEvent
 from virnucpro.test_models import is_generated
 
 RANDOM_MODELS_WARNING = (
@@ -52,26 +56,36 @@ class GroupsFailed(VirNucProError):
 
 @flow(name="virnucpro-embed-groups")
 def embed_groups(
-    config: PredictConfig, groups: list[Group], fingerprint: str
-) -> list[GroupSummary]:
-    """Run every group on the cluster, one per GPU at a time, updating a progress bar."""
+    config: PredictConfig,
+    groups: list[Group],
+    fingerprint: str,
+    worker_gpus: dict[str, int],
+    telemetry: Path,
+) -> tuple[list[GroupSummary], list[RunEvent]]:
+    """Run every group on the cluster, one per GPU at a time, with a live view."""
     logger = get_run_logger()
     client = FlowRunContext.get().task_runner.client  # starts or connects the cluster
-    dashboard = client.dashboard_link
-    if dashboard:
-        create_link_artifact(dashboard, link_text="Dask dashboard", key="dask-dashboard")
-        logger.info("live Dask dashboard: %s", dashboard)
+    if client.dashboard_link:
+        create_link_artifact(
+            client.dashboard_link, link_text="Dask dashboard", key="dask-dashboard"
+        )
+        logger.info("live Dask dashboard: %s", client.dashboard_link)
     progress = create_progress_artifact(0.0, key="virnucpro-progress", description="groups done")
-    with dask.annotate(resources={GPU_RESOURCE: 1}):
-        futures = {embed_classify_group.submit(g, config, fingerprint): g for g in groups}
     summaries, failed = [], []
-    for done, future in enumerate(as_completed(list(futures)), start=1):
-        try:
-            summaries.append(future.result())
-        except Exception as error:  # the task's own retries are spent: report, go on
-            failed.append(futures[future].group_id)
-            logger.error("group %s failed: %s", futures[future].group_id, error)
-        update_progress_artifact(progress, 100.0 * done / len(futures))
+    with RunMonitor(client, telemetry, len(groups), worker_gpus) as monitor:
+        with dask.annotate(resources={GPU_RESOURCE: 1}):
+            futures = {embed_classify_group.submit(g, config, fingerprint): g for g in groups}
+        for done, future in enumerate(as_completed(list(futures)), start=1):
+            group_id = futures[future].group_id
+            try:
+                summaries.append(future.result())
+                monitor.finished(summaries[-1])
+            except Exception as error:  # the task's own retries are spent: report, go on
+                failed.append(group_id)
+                monitor.failed(group_id, error)
+                logger.error("group %s failed: %s", group_id, error)
+            update_progress_artifact(progress, 100.0 * done / len(futures))
+        events = monitor.events()
     skipped = sum(s.skipped for s in summaries)
     logger.info(
         "%d groups done, %d skipped (complete results from an earlier run)",
@@ -84,7 +98,13 @@ def embed_groups(
             f"Results of the other groups are kept in {pipeline.results_dir(config)}; "
             "rerun the same command to compute only what is missing."
         )
-    return summaries
+    return summaries, events
+
+
+def telemetry_dir(config: PredictConfig) -> Path:
+    """This run's telemetry only (a resumed run starts a fresh one)."""
+    run = FlowRunContext.get().flow_run
+    return config.work_dir / "telemetry" / str(run.id if run else "local")
 
 
 @flow(name="virnucpro-predict")
@@ -103,6 +123,7 @@ def predict(
     groups_per_worker: int = 4,
     precision: str = "auto",
     scheduler_address: str | None = None,
+    min_tokens_per_second: float | None = None,
 ) -> dict:
     """Predict viral reads in FASTA files (or directories of them)."""
     spec = ClusterSpec(scheduler_address, tuple(gpus) if gpus else None, cpu_workers)
@@ -128,8 +149,13 @@ def predict(
     groups = plan(config, prepared)
     fingerprint = config.models.fingerprint()
     runner = task_runner(spec, config.out_dir / "dask-performance-report.html")
-    summaries = embed_groups.with_options(task_runner=runner)(config, groups, fingerprint)
+    telemetry = telemetry_dir(config)
+    summaries, events = embed_groups.with_options(task_runner=runner)(
+        config, groups, fingerprint, spec.worker_gpus(), telemetry
+    )
     results = assemble(config, prepared, groups)
+    targets = [Target("tokens_per_second", min_tokens_per_second)] if min_tokens_per_second else []
+    publish_report(telemetry, config.out_dir, events, targets)
     random_models = is_generated(config.models.classifier)
     if random_models:
         get_run_logger().warning(RANDOM_MODELS_WARNING)
@@ -162,6 +188,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--groups-per-worker", type=int, default=4)
     parser.add_argument("--precision", choices=("auto", "bf16", "fp16", "fp32"), default="auto")
     parser.add_argument("--scheduler-address", help="use this running Dask cluster")
+    parser.add_argument(
+        "--min-tokens-per-second", type=float, help="a throughput target for the report"
+    )
     return parser.parse_args(argv)
 
 
@@ -185,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
                 groups_per_worker=args.groups_per_worker,
                 precision=args.precision,
                 scheduler_address=args.scheduler_address,
+                min_tokens_per_second=args.min_tokens_per_second,
             )
         except VirNucProError as error:
             print(f"virnucpro: error: {error}", file=sys.stderr)

@@ -40,6 +40,13 @@ class ClusterSpec:
             return self.gpus
         return tuple(range(len(GpuMonitor().sample())))
 
+    def worker_gpus(self) -> dict[str, int]:
+        """Worker name → GPU for a local CUDA cluster (dask-cuda names workers 0, 1, …
+        in the order of the GPUs it was given); empty for CPU or remote workers."""
+        if self.scheduler_address:
+            return {}
+        return {str(i): gpu for i, gpu in enumerate(self.local_gpus())}
+
     def worker_count(self) -> int:
         """Workers the run will have (for planning groups before the cluster starts)."""
         if self.scheduler_address:

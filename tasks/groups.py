@@ -1,4 +1,4 @@
-"""The GPU task: embed and classify one group on a Dask worker."""
+"""The GPU task: embed and classify one group on a Dask worker, and record telemetry."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from virnucpro import pipeline
 from virnucpro.config import PredictConfig
 from virnucpro.group_inference import GroupSummary, run_group
 from virnucpro.planning import Group
+from virnucpro.prometheus_metrics import WorkerTelemetryPlugin
+from virnucpro.telemetry import group_record
 
 GROUP_EVENT_TOPIC = "virnucpro-group"
 
@@ -38,10 +40,10 @@ def embed_classify_group(group: Group, config: PredictConfig, fingerprint: str) 
         worker=str(worker.name) if worker else None,
     )
     if worker is not None:
-        worker.log_event(GROUP_EVENT_TOPIC, dataclasses.asdict(summary))
+        _record(worker, summary)
     verb = "skipped (complete result found)" if summary.skipped else "done"
     get_run_logger().info(
-        "group %s %s: %d frames, %d tokens, %.1f s on %s",
+        "group %s %s: %d frames, %d tokens, %.1f s on worker %s",
         group.group_id,
         verb,
         summary.frames,
@@ -50,3 +52,20 @@ def embed_classify_group(group: Group, config: PredictConfig, fingerprint: str) 
         summary.worker,
     )
     return summary
+
+
+def _record(worker, summary: GroupSummary) -> None:
+    """Telemetry on the worker (its JSON is rewritten after every group, so a killed
+    worker loses nothing already done) and an event the flow collects."""
+    plugin = worker.plugins.get(WorkerTelemetryPlugin.name)
+    if plugin is not None and plugin.recorder is not None:
+        samples = plugin.monitor.sample() if plugin.monitor else []
+        record = group_record(summary, samples[0] if samples else None)
+        if record is not None:
+            plugin.recorder.record(record)
+            plugin.recorder.write()
+    event = dataclasses.asdict(summary)
+    # Dask overwrites "worker" with the worker's address; keep its name too.
+    event["worker_name"] = summary.worker
+    event["oom_splits"] = summary.oom_splits
+    worker.log_event(GROUP_EVENT_TOPIC, event)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
@@ -18,6 +19,19 @@ import torch
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+@dataclass
+class EmbedStats:
+    """Counters of one `embed` call of either engine, for telemetry."""
+
+    sequences: int = 0
+    tokens: int = 0  # real tokens (special tokens included, padding excluded)
+    padding_tokens: int = 0  # tokens computed only to pad a step (padding, static shapes)
+    steps: int = 0
+    oom_splits: int = 0
+    truncated: int = 0
+    seconds: float = 0.0
 
 
 def token_budget_batches(

@@ -28,8 +28,9 @@ import contextlib
 import functools
 import logging
 import sys
+import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from unittest import mock
 
@@ -37,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from virnucpro.batching import run_splitting_on_oom, token_budget_batches
+from virnucpro.batching import EmbedStats, run_splitting_on_oom, token_budget_batches
 from virnucpro.device import Precision, resolve_device, resolve_dtype
 from virnucpro.errors import CheckpointError, InputError
 
@@ -70,7 +71,8 @@ class DnabertEmbedder:
     dtype: torch.dtype
     max_tokens: int
     max_positions: int | None  # None: no position table (ALiBi), any length works
-    oom_splits: int = 0
+    oom_splits: int = 0  # over the embedder's life; `last_stats` covers one call
+    last_stats: EmbedStats = field(default_factory=EmbedStats)
 
     @property
     def dim(self) -> int:
@@ -87,14 +89,23 @@ class DnabertEmbedder:
 
         `ids` only name sequences in error messages.
         """
+        started = time.perf_counter()
         token_ids = self.tokenize(sequences)
         lengths = [len(t) for t in token_ids]
         self._check_lengths(lengths, ids)
+        stats = EmbedStats(sequences=len(token_ids), tokens=sum(lengths))
+        splits_before = self.oom_splits
         out = np.empty((len(token_ids), self.dim), dtype=np.float32)
         run = functools.partial(self._embed_indices, token_ids)
         for batch in token_budget_batches(lengths, self.max_tokens, padded=True):
             for indices, rows in run_splitting_on_oom(batch, run, on_split=self._count_split):
                 out[indices] = rows
+                stats.steps += 1
+                stats.padding_tokens += len(indices) * max(lengths[i] for i in indices)
+        stats.padding_tokens -= stats.tokens
+        stats.oom_splits = self.oom_splits - splits_before
+        stats.seconds = time.perf_counter() - started
+        self.last_stats = stats
         return out
 
     def _check_lengths(self, lengths: list[int], ids: Sequence[str] | None) -> None:

@@ -38,7 +38,7 @@ from typing import NoReturn
 import numpy as np
 import torch
 
-from virnucpro.batching import run_splitting_on_oom, token_budget_batches
+from virnucpro.batching import EmbedStats, run_splitting_on_oom, token_budget_batches
 from virnucpro.device import Precision, resolve_device, resolve_dtype
 from virnucpro.errors import InputError
 from virnucpro.esm_checkpoint import load_esm2
@@ -175,19 +175,6 @@ def pack_batch(encoded: EncodedProteins, indices: np.ndarray, pad_tokens_to: int
         count=len(indices),
         real_tokens=real_tokens,
     )
-
-
-@dataclass
-class EmbedStats:
-    """Counters of one `embed` call, for telemetry."""
-
-    sequences: int = 0
-    tokens: int = 0  # packed tokens incl. BOS/EOS, excluding static-shape padding
-    padding_tokens: int = 0  # dummy tokens added for static shapes
-    steps: int = 0  # forward passes that completed
-    oom_splits: int = 0  # batches halved after running out of memory
-    truncated: int = 0
-    seconds: float = 0.0
 
 
 class EsmEmbedder:

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from virnucpro.atomic_write import write_parquet
+from virnucpro.batching import EmbedStats
 from virnucpro.classifier import MLPClassifier, load_classifier, predict_proba
 from virnucpro.config import ModelConfig
 from virnucpro.dnabert import DnabertConfig, DnabertEmbedder, load_dnabert
@@ -77,11 +78,18 @@ class GroupSummary:
     frames: int
     tokens: int
     skipped: bool  # a complete result from an earlier run was found
-    seconds: float
-    dnabert_seconds: float
-    esm_seconds: float
     worker: str
-    oom_splits: int
+    started_at: float  # unix time the group started
+    seconds: float  # the whole group, reading to writing
+    wait_seconds: float = 0.0  # before embedding: reading the group, loading models
+    dnabert: EmbedStats | None = None  # None when skipped
+    esm: EmbedStats | None = None
+    dnabert_budget: int = 0  # tokens per step each engine was allowed
+    esm_budget: int = 0
+
+    @property
+    def oom_splits(self) -> int:
+        return sum(s.oom_splits for s in (self.dnabert, self.esm) if s is not None)
 
 
 def result_path(results_dir: Path, group: Group) -> Path:
@@ -113,24 +121,21 @@ def run_group(
     """Embed, classify and store one group, unless its result is already complete.
 
     `worker` names who ran it in the summary (the Dask worker; default: the host)."""
-    started = time.perf_counter()
+    started, started_at = time.perf_counter(), time.time()
     path = result_path(results_dir, group)
     worker = worker or socket.gethostname()
     if result_is_complete(path, group, fingerprint):
         log.info("group %s: complete result found, skipped", group.group_id)
         return GroupSummary(
-            group.group_id, group.frames, group.tokens, True, 0.0, 0.0, 0.0, worker, 0
+            group.group_id, group.frames, group.tokens, True, worker, started_at, 0.0
         )
 
     table = read_group(group)
     frame_ids = table.column("frame_id").to_pylist()
     models = load_models(config)
-    splits_before = models.dnabert.oom_splits
-    t0 = time.perf_counter()
+    waited = time.perf_counter() - started
     dnabert = models.dnabert.embed(table.column("nucleotide").to_pylist(), ids=frame_ids)
-    t1 = time.perf_counter()
     esm = models.esm.embed(table.column("protein").to_pylist())
-    t2 = time.perf_counter()
     features = join_features(frame_ids, dnabert, frame_ids, esm)
     scores = predict_proba(models.classifier, features.matrix)
 
@@ -144,11 +149,14 @@ def run_group(
         group.frames,
         group.tokens,
         False,
-        time.perf_counter() - started,
-        t1 - t0,
-        t2 - t1,
         worker,
-        models.esm.last_stats.oom_splits + models.dnabert.oom_splits - splits_before,
+        started_at,
+        time.perf_counter() - started,
+        waited,
+        models.dnabert.last_stats,
+        models.esm.last_stats,
+        models.dnabert.max_tokens,
+        models.esm.max_tokens,
     )
 
 

@@ -26,11 +26,15 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from virnucpro.gpu_monitor import GpuMonitor
+
+if TYPE_CHECKING:
+    from virnucpro.gpu_monitor import GpuSample
+    from virnucpro.group_inference import GroupSummary
 
 THROUGHPUT_COLUMNS = (
     "time",
@@ -333,4 +337,35 @@ def collect_metadata(monitor: GpuMonitor | None = None) -> RunMetadata:
             GpuInfo(s.index, s.name, s.memory_total_bytes, s.supports_bf16)
             for s in monitor.sample()
         ],
+    )
+
+
+def group_record(summary: GroupSummary, gpu: GpuSample | None = None) -> BatchRecord | None:
+    """The telemetry of one finished group (None if it was skipped), as one record.
+
+    Sequences are the group's frames and tokens its ESM-2 tokens — ESM-2 3B is ~80% of
+    the compute, and ESM tokens/s is the figure embedders are compared by — while the
+    seconds cover both engines. One record per group, not per step: the engines sync
+    the device once per call, so these seconds are exact (a per-step host timer would
+    only time kernel launches). Packing efficiency is ESM-2's real tokens over its
+    budget of steps × tokens per step.
+    """
+    if summary.skipped or summary.esm is None or summary.dnabert is None:
+        return None
+    esm = summary.esm
+    return BatchRecord(
+        worker=summary.worker,
+        gpu=gpu.nvml_index if gpu else None,
+        group_id=summary.group_id,
+        model="esm2+dnabert",
+        sequences=esm.sequences,
+        tokens=esm.tokens,
+        token_budget=max(esm.steps * summary.esm_budget, esm.tokens),
+        padded_tokens=esm.tokens + esm.padding_tokens,
+        seconds=summary.dnabert.seconds + esm.seconds,
+        wait_seconds=summary.wait_seconds,
+        started_at=summary.started_at + summary.wait_seconds,
+        gpu_utilisation=gpu.utilisation_percent if gpu else None,
+        gpu_memory_used=gpu.memory_used_bytes if gpu else None,
+        oom_splits=summary.oom_splits,
     )

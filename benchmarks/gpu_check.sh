@@ -4,7 +4,8 @@
 #     bash benchmarks/gpu_check.sh
 #
 # The GPU machine's python3 has torch but not our other dependencies; their wheels are
-# carried in .whl/ at the repo root and installed into /tmp/site. Each engine has one
+# carried in .whl/ at the repo root (fill it here first: bash benchmarks/fetch_gpu_wheels.sh,
+# then call the device with carry [".whl"]) and installed into /tmp/site. Each engine has one
 # section (GPU-marked tests, then its benchmark); append new sections (DNABERT-S, flow)
 # as functions and list them at the bottom. Tables and test logs go to $OUT when set
 # (the device runner collects it), else to /tmp/gpu_check. A failing section does not
@@ -40,6 +41,25 @@ section_esm() {
     return $rc
 }
 
+section_dnabert() {
+    local rc=0
+    python3 -m pytest -q -m "gpu or not slow" tests/test_dnabert.py tests/test_classifier.py \
+        2>&1 | tee "$RESULTS/dnabert_tests.txt" || rc=1
+    # DNABERT-S-sized BERT (12 layers, 768), random weights: batched vs one at a time.
+    python3 benchmarks/dnabert_throughput.py --out "$RESULTS/dnabert_throughput.md" \
+        2>&1 | tee "$RESULTS/dnabert_throughput.log" || rc=1
+    return $rc
+}
+
+section_flow() {
+    local rc=0
+    # The flow on one GPU (LocalCUDACluster) vs the bare engine loop, 50,000 frames,
+    # 3B-architecture models; the report it writes shows real NVML figures.
+    python3 benchmarks/flow_end_to_end.py --out "$RESULTS/flow_end_to_end.md" \
+        2>&1 | tee "$RESULTS/flow_end_to_end.log" || rc=1
+    return $rc
+}
+
 status=0
 run_section() {
     echo "== $1 =="
@@ -49,6 +69,10 @@ run_section() {
     fi
 }
 
+# `bash benchmarks/gpu_check.sh esm flow` runs only those sections (each device call is
+# capped at 10 minutes); no argument runs them all.
 setup || exit 1
-run_section section_esm
+for name in "${@:-esm dnabert flow}"; do
+    for section in $name; do run_section "section_$section"; done
+done
 exit $status

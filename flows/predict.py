@@ -34,6 +34,7 @@ from tasks.monitoring import RunMonitor
 from tasks.preparation import assemble, plan, prepare
 from tasks.report import publish_report
 from virnucpro import pipeline
+from virnucpro.cli import add_model_arguments
 from virnucpro.config import ESM2_3B, ModelConfig, PredictConfig
 from virnucpro.dnabert import DNABERT_S
 from virnucpro.errors import VirNucProError
@@ -169,24 +170,17 @@ def predict(
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Options named like the flow's parameters, so `predict(**vars(args))` runs it."""
     parser = argparse.ArgumentParser(prog="flows/predict.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("reads", nargs="+", help="FASTA files (.gz accepted) or directories")
-    parser.add_argument("--classifier", required=True, help="300_model.pth / 500_model.pth")
-    parser.add_argument("--out", default="virnucpro-output", help="output directory")
+    parser.add_argument("--out", dest="out_dir", default="virnucpro-output", help="output dir")
     parser.add_argument("--chunk-length", type=int, choices=(300, 500), default=300)
-    parser.add_argument("--esm-model", default=ESM2_3B, help="fair-esm name or checkpoint")
-    parser.add_argument("--dnabert-model", default=DNABERT_S, help="hub name or directory")
+    add_model_arguments(parser)
     parser.add_argument(
-        "--trust-remote-code",
-        action="store_true",
-        help="allow DNABERT-S's own model code to run (required for the real model)",
+        "--gpus", type=_gpu_list, help="GPU indices to use, e.g. 0,2 (default: all)"
     )
-    parser.add_argument("--gpus", help="GPU indices to use, e.g. 0,2 (default: all)")
     parser.add_argument("--cpu-workers", type=int, default=1, help="workers without GPUs")
-    parser.add_argument("--esm-tokens-per-batch", type=int, help="packed tokens per step")
-    parser.add_argument("--dnabert-tokens-per-batch", type=int, default=32768)
     parser.add_argument("--groups-per-worker", type=int, default=4)
-    parser.add_argument("--precision", choices=("auto", "bf16", "fp16", "fp32"), default="auto")
     parser.add_argument("--scheduler-address", help="use this running Dask cluster")
     parser.add_argument(
         "--min-tokens-per-second", type=float, help="a throughput target for the report"
@@ -194,28 +188,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _gpu_list(text: str) -> list[int]:
+    return [int(g) for g in text.split(",")]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     api_url = ensure_prefect_api() or PREFECT_API_URL.value()
     with temporary_settings(updates={PREFECT_API_URL: api_url}):
         try:
-            result = predict(
-                reads=args.reads,
-                classifier=args.classifier,
-                out_dir=args.out,
-                chunk_length=args.chunk_length,
-                esm_model=args.esm_model,
-                dnabert_model=args.dnabert_model,
-                trust_remote_code=args.trust_remote_code,
-                gpus=[int(g) for g in args.gpus.split(",")] if args.gpus else None,
-                cpu_workers=args.cpu_workers,
-                esm_tokens_per_batch=args.esm_tokens_per_batch,
-                dnabert_tokens_per_batch=args.dnabert_tokens_per_batch,
-                groups_per_worker=args.groups_per_worker,
-                precision=args.precision,
-                scheduler_address=args.scheduler_address,
-                min_tokens_per_second=args.min_tokens_per_second,
-            )
+            result = predict(**vars(args))
         except VirNucProError as error:
             print(f"virnucpro: error: {error}", file=sys.stderr)
             return 2

@@ -78,27 +78,35 @@ def _predict(args: argparse.Namespace) -> None:
         reads=tuple(find_fasta_files(args.reads)),
         out_dir=args.out,
         models=ModelConfig(
-            classifier=args.classifier,
-            esm_model=args.esm_model,
-            dnabert_model=args.dnabert_model,
-            trust_remote_code=args.trust_remote_code,
-            precision=args.precision,
-            device=args.device,
+            **{name: getattr(args, name) for name in MODEL_ARGUMENTS}, device=args.device
         ),
         chunk_length=args.chunk_length,
     )
     result = predict(config)
     for item in result.inputs:
         print(f"{item.frames_scored} frames scored → {item.outputs.read_verdicts.text.parent}")
-    if is_generated(args.classifier):
+    if is_generated(Path(args.classifier)):
         print("NOTE: random-init test models: these predictions are meaningless")
 
 
-def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+# argparse destinations equal ModelConfig fields (and the flow's parameters).
+MODEL_ARGUMENTS = (
+    "classifier",
+    "esm_model",
+    "dnabert_model",
+    "trust_remote_code",
+    "precision",
+    "esm_tokens_per_batch",
+    "dnabert_tokens_per_batch",
+)
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model options, shared by `virnucpro predict` and `flows/predict.py`."""
     from virnucpro.config import ESM2_3B
     from virnucpro.dnabert import DNABERT_S
 
-    parser.add_argument("--classifier", type=Path, required=True, help="300/500_model.pth")
+    parser.add_argument("--classifier", required=True, help="300_model.pth / 500_model.pth")
     parser.add_argument("--esm-model", default=ESM2_3B, help="fair-esm name or checkpoint")
     parser.add_argument("--dnabert-model", default=DNABERT_S, help="hub name or directory")
     parser.add_argument(
@@ -107,7 +115,8 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
         help="allow DNABERT-S's own model code to run (required for the real model)",
     )
     parser.add_argument("--precision", choices=("auto", "bf16", "fp16", "fp32"), default="auto")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 (default: auto)")
+    parser.add_argument("--esm-tokens-per-batch", type=int, help="packed tokens per step")
+    parser.add_argument("--dnabert-tokens-per-batch", type=int, default=32768)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -135,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("reads", type=Path, nargs="+", help="FASTA files or directories")
     predict.add_argument("--chunk-length", type=int, choices=CHUNK_LENGTHS, default=300)
     predict.add_argument("--out", type=Path, required=True, help="output directory")
-    _add_model_arguments(predict)
+    add_model_arguments(predict)
+    predict.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 (default: auto)")
     predict.set_defaults(run=_predict)
 
     models = commands.add_parser(

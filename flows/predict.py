@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make `tasks` and `virnucpro` importable
+if __name__ != "flows.predict":  # a script, or loaded by path (Prefect deployments)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import dask

@@ -15,7 +15,7 @@ import numpy as np
 from Bio.SeqIO.FastaIO import SimpleFastaParser
 
 from virnucpro.errors import FeatureError
-from virnucpro.ledger import read_ledger
+from virnucpro.ledger import read_ledger_table
 from virnucpro.outputs import OutputPaths, write_outputs
 from virnucpro.preparation import PreparedFiles
 
@@ -52,7 +52,7 @@ def assemble_outputs(
             else np.zeros((0, 2), dtype=np.float32)
         )
         outputs = write_outputs(
-            files.protein.parent, frame_ids, probabilities, read_ledger(files.ledger)
+            files.protein.parent, frame_ids, probabilities, read_ledger_table(files.ledger)
         )
         results.append(InputResult(files, outputs, len(frame_ids)))
     return results

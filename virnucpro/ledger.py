@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple, get_type_hints
 
+import pandas as pd
+
 # Status of a read with an empty sequence: it has no chunk at all.
 STATUS_EMPTY_READ = "empty_read"
 
@@ -65,3 +67,17 @@ def read_ledger(path: Path) -> Iterator[LedgerRow]:
             raise ValueError(f"{path}: not a VirNucPro ledger (columns {reader.fieldnames})")
         for record in reader:
             yield LedgerRow(**{k: int(v) if k in _INT_COLUMNS else v for k, v in record.items()})
+
+
+def read_ledger_table(path: Path) -> pd.DataFrame:
+    """The ledger as a DataFrame (for millions of rows; `read_ledger` yields rows)."""
+    table = pd.read_csv(
+        path,
+        sep="\t",
+        quoting=csv.QUOTE_NONE,
+        keep_default_na=False,
+        dtype={name: "int64" if name in _INT_COLUMNS else "str" for name in COLUMNS},
+    )
+    if tuple(table.columns) != COLUMNS:
+        raise ValueError(f"{path}: not a VirNucPro ledger (columns {list(table.columns)})")
+    return table

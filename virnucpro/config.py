@@ -31,7 +31,10 @@ class ModelConfig:
     dnabert_tokens_per_batch: int = 32768
 
     def fingerprint(self) -> str:
-        """What the results depend on (not batch sizes: results do not depend on them)."""
+        """What the results depend on. Not batch sizes: they change scores only at
+        rounding level (~1e-7, from matrix shapes), so a rerun with another batch size
+        may reuse finished groups. The same groups with the same models give the same
+        bytes."""
         identity = {
             "classifier": _file_identity(self.classifier, content=True),
             "esm_model": _file_identity(self.esm_model),

@@ -1,0 +1,292 @@
+"""The Prefect flow (`flows/predict.py`) against the library path, on CPU Dask workers.
+
+Every flow run here goes through a real Prefect API (the test harness's temporary
+server) and a real `distributed` cluster of worker processes, with the small
+random-weight models, on the 400 public reads (902 frames at 300 nt). The flow plans
+`workers × groups_per_worker` groups; the library run compared against it is given the
+same worker count so that both score the same groups.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import shutil
+import signal
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from Bio.SeqIO.FastaIO import SimpleFastaParser
+from distributed import Client, LocalCluster
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import LogFilter, LogFilterTimestamp
+from prefect.settings import PREFECT_API_URL
+from prefect.testing.utilities import prefect_test_harness
+
+from flows.predict import GroupsFailed, predict
+from tasks.cluster import GPU_RESOURCE
+from virnucpro import pipeline
+from virnucpro.config import ModelConfig, PredictConfig
+from virnucpro.group_inference import result_path, run_group
+from virnucpro.test_models import GeneratedModels, write_test_classifier, write_test_models
+
+WORKERS = 2
+GROUPS_PER_WORKER = 4
+TEXT_OUTPUTS = (
+    "prediction_results.txt",
+    "prediction_results_highestscore.csv",
+    "read_verdicts.tsv",
+    "unclassified.tsv",
+)
+GROUP_TASK = "embed_classify_group"  # the Dask key prefix of the group task
+
+
+@pytest.fixture(scope="module")
+def prefect_api():
+    """One temporary Prefect API for these tests, also exported to the environment so
+    Dask worker processes started later (they inherit it) report to it too."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+        with prefect_test_harness():
+            patch.setenv("PREFECT_API_URL", PREFECT_API_URL.value())
+            yield PREFECT_API_URL.value()
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory) -> GeneratedModels:
+    return write_test_models(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="session")
+def reads(reference_dir) -> Path:
+    return reference_dir / "reads_public.fa"
+
+
+def flow_parameters(reads: Path, models: GeneratedModels, out_dir: Path, **changes) -> dict:
+    return {
+        "reads": [str(reads)],
+        "classifier": str(models.classifier),
+        "out_dir": str(out_dir),
+        "chunk_length": 300,
+        "esm_model": str(models.esm),
+        "dnabert_model": str(models.dnabert),
+        "cpu_workers": WORKERS,
+        "groups_per_worker": GROUPS_PER_WORKER,
+        **changes,
+    }
+
+
+def library_config(reads: Path, models: GeneratedModels, out_dir: Path) -> PredictConfig:
+    """The configuration the flow builds from `flow_parameters` (same groups)."""
+    return PredictConfig(
+        reads=(reads,),
+        out_dir=out_dir,
+        models=ModelConfig(
+            classifier=models.classifier,
+            esm_model=str(models.esm),
+            dnabert_model=str(models.dnabert),
+        ),
+        chunk_length=300,
+        groups_per_worker=GROUPS_PER_WORKER,
+        workers=WORKERS,
+    )
+
+
+def text_outputs(out_dir: Path, stem: str = "reads_public") -> dict[str, bytes]:
+    return {name: (out_dir / stem / name).read_bytes() for name in TEXT_OUTPUTS}
+
+
+def delete_final_outputs(out_dir: Path, stem: str = "reads_public") -> None:
+    for name in TEXT_OUTPUTS:
+        path = out_dir / stem / name
+        path.unlink()
+        path.with_suffix(".parquet").unlink()
+
+
+@pytest.fixture(scope="module")
+def clean_flow_run(prefect_api, reads, models, tmp_path_factory) -> tuple[Path, dict]:
+    """An uninterrupted flow run: its out dir and the flow's return value."""
+    out_dir = tmp_path_factory.mktemp("flow")
+    return out_dir, predict(**flow_parameters(reads, models, out_dir))
+
+
+@pytest.fixture(scope="module")
+def clean_outputs(clean_flow_run) -> dict[str, bytes]:
+    return text_outputs(clean_flow_run[0])
+
+
+def test_flow_writes_what_the_library_writes(
+    clean_flow_run, clean_outputs, reads, models, tmp_path
+):
+    out_dir, summary = clean_flow_run
+    library = pipeline.predict(library_config(reads, models, tmp_path))
+
+    assert text_outputs(tmp_path) == clean_outputs
+    assert summary["groups"] == len(library.groups) == WORKERS * GROUPS_PER_WORKER
+    assert summary["groups_skipped"] == 0
+    assert summary["frames"] == 902
+    assert summary["outputs"] == [str(out_dir / "reads_public")]
+
+    # Every kept frame is scored exactly once, across all groups' result files.
+    results = sorted((out_dir / ".virnucpro-work" / "results").glob("*.parquet"))
+    assert [p.stem for p in results] == sorted(g.group_id for g in library.groups)
+    scored = [
+        f for p in results for f in pq.read_table(p, columns=["frame_id"])["frame_id"].to_pylist()
+    ]
+    with open(
+        out_dir / "reads_public" / "reads_public_chunked300_identified_protein.faa"
+    ) as handle:
+        frames = [frame_id for frame_id, _ in SimpleFastaParser(handle)]
+    assert len(scored) == len(set(scored)) == len(frames) == 902
+    assert set(scored) == set(frames)
+
+
+def api_log_messages(since: datetime, containing: str, expected: int) -> list[str]:
+    """Messages logged to the Prefect API since `since` that contain `containing`.
+
+    Group tasks log from the Dask worker processes, so their records reach the API (not
+    pytest's caplog); workers send them in batches, hence the wait for `expected`."""
+    deadline = time.monotonic() + 30
+    while True:
+        with get_client(sync_client=True) as client:
+            logs = client.read_logs(LogFilter(timestamp=LogFilterTimestamp(after_=since)))
+        messages = [log.message for log in logs if containing in log.message]
+        if len(messages) >= expected or time.monotonic() > deadline:
+            return messages
+        time.sleep(0.5)
+
+
+def interrupted_run(
+    reads: Path, models: GeneratedModels, out_dir: Path, finished: int
+) -> list[str]:
+    """What an interrupted run leaves: inputs prepared, groups planned, only the first
+    `finished` groups scored, no final outputs. Returns the finished group ids."""
+    config = library_config(reads, models, out_dir)
+    prepared = [pipeline.prepare_input(config, path) for path in config.reads]
+    groups = pipeline.plan(config, prepared)
+    fingerprint = config.models.fingerprint()
+    for group in groups[:finished]:
+        run_group(group, pipeline.results_dir(config), config.models, fingerprint)
+    return [g.group_id for g in groups[:finished]]
+
+
+def test_rerun_after_interruption_skips_finished_groups(
+    prefect_api, clean_outputs, reads, models, tmp_path, caplog
+):
+    finished = interrupted_run(reads, models, tmp_path, finished=3)
+    assert not (tmp_path / "reads_public" / "read_verdicts.tsv").exists()
+
+    started = datetime.now(UTC)
+    with caplog.at_level("INFO", logger="prefect"):
+        summary = predict(**flow_parameters(reads, models, tmp_path))
+
+    assert summary["groups"] == WORKERS * GROUPS_PER_WORKER
+    assert summary["groups_skipped"] == len(finished) == 3
+    assert "5 groups done, 3 skipped" in caplog.text
+    skipped = api_log_messages(started, "skipped (complete result found)", expected=3)
+    assert sorted(m.split()[1] for m in skipped) == sorted(finished)
+    assert text_outputs(tmp_path) == clean_outputs
+
+    # Nothing left to do: a second rerun only reassembles the outputs.
+    delete_final_outputs(tmp_path)
+    summary = predict(**flow_parameters(reads, models, tmp_path))
+    assert summary["groups_skipped"] == summary["groups"] == WORKERS * GROUPS_PER_WORKER
+    assert text_outputs(tmp_path) == clean_outputs
+
+
+@pytest.mark.parametrize("change", ["classifier", "chunk_length"])
+def test_changed_parameters_do_not_reuse_results(
+    clean_flow_run, clean_outputs, reads, models, tmp_path, change
+):
+    out_dir = tmp_path / "out"
+    shutil.copytree(clean_flow_run[0], out_dir)
+    delete_final_outputs(out_dir)
+    if change == "classifier":
+        other = write_test_classifier(tmp_path / "other_classifier.pth", 32 + 64, seed=1)
+        parameters = flow_parameters(reads, models, out_dir, classifier=str(other))
+    else:
+        parameters = flow_parameters(reads, models, out_dir, chunk_length=500)
+
+    summary = predict(**parameters)
+
+    assert summary["groups"] == WORKERS * GROUPS_PER_WORKER
+    assert summary["groups_skipped"] == 0
+    if change == "classifier":
+        assert text_outputs(out_dir) != clean_outputs
+    else:
+        assert summary["frames"] != 902
+
+
+def group_task_processing(client: Client) -> str | None:
+    """The address of a worker now running a group task, if any."""
+    for address, keys in client.processing().items():
+        if any(GROUP_TASK in str(key) for key in keys):
+            return address
+    return None
+
+
+def test_worker_killed_while_holding_a_group(prefect_api, clean_outputs, reads, models, tmp_path):
+    cluster = LocalCluster(
+        n_workers=WORKERS,
+        processes=True,
+        threads_per_worker=1,
+        resources={GPU_RESOURCE: 1},
+        dashboard_address=":0",
+    )
+    client = Client(cluster)
+    outcome: dict = {}
+
+    def run_flow() -> None:
+        try:
+            outcome["summary"] = predict(
+                **flow_parameters(
+                    reads, models, tmp_path, scheduler_address=cluster.scheduler_address
+                )
+            )
+        except BaseException as error:  # reported by the test thread
+            outcome["error"] = error
+
+    runner = threading.Thread(target=contextvars.copy_context().run, args=(run_flow,))
+    try:
+        runner.start()
+        deadline = time.monotonic() + 120
+        victim = None
+        while victim is None and runner.is_alive() and time.monotonic() < deadline:
+            victim = group_task_processing(client)
+            time.sleep(0.02)
+        assert victim is not None, f"no group task seen running: {outcome}"
+        pid = client.run(os.getpid, workers=[victim])[victim]
+        os.kill(pid, signal.SIGKILL)
+
+        runner.join(timeout=240)
+        assert not runner.is_alive(), "the flow did not finish after the worker was killed"
+        # The nanny replaced the killed process; the cluster is whole again.
+        assert pid not in client.run(os.getpid).values()
+        assert len(client.scheduler_info(n_workers=-1)["workers"]) == WORKERS
+    finally:
+        client.close()
+        cluster.close()
+
+    assert "error" not in outcome, outcome.get("error")
+    assert outcome["summary"]["groups"] == WORKERS * GROUPS_PER_WORKER
+    assert text_outputs(tmp_path) == clean_outputs
+
+
+def test_a_failing_group_fails_the_run_and_keeps_the_others(prefect_api, reads, models, tmp_path):
+    config = library_config(reads, models, tmp_path)
+    prepared = [pipeline.prepare_input(config, path) for path in config.reads]
+    groups = pipeline.plan(config, prepared)
+    broken = groups[2]
+    broken.path.write_bytes(b"not a parquet file")
+
+    with pytest.raises(GroupsFailed, match=broken.group_id) as failure:
+        predict(**flow_parameters(reads, models, tmp_path))
+
+    assert "1 group(s) failed" in str(failure.value)
+    results = pipeline.results_dir(config)
+    for group in groups:
+        assert result_path(results, group).exists() == (group is not broken), group.group_id

@@ -15,8 +15,8 @@ def test_table_and_rows_read_the_same_ledger(reference_dir, tmp_path):
 
 def test_rows_round_trip_including_an_empty_read(tmp_path):
     rows = [
-        LedgerRow(1, "r1", 5, "r1_chunk_1", 0, 5, "r1_chunk_1F1", 0, "ok"),
-        LedgerRow(2, "r2", 0, "", 0, 0, "", 0, "empty_read"),
+        LedgerRow("r1", 5, "r1_chunk_1", 0, 5, "r1_chunk_1F1", 0, "ok"),
+        LedgerRow("r2", 0, "", 0, 0, "", 0, "empty_read"),
     ]
     path = tmp_path / "ledger.tsv"
     path.write_text(header() + "".join(map(format_row, rows)))

@@ -154,14 +154,13 @@ def test_parquet_next_to_each_table(written, predictions):
 def test_ledger_rows_and_a_read_without_chunks(tmp_path, ledger, predictions):
     rows = [
         LedgerRow(
-            read_number=i,
             chunk_start=0,
             ambiguous_codons_dropped=0,
             **{k: v for k, v in record.items() if k != "index"},
         )
-        for i, record in enumerate(ledger.to_dict("records"))
+        for record in ledger.to_dict("records")
     ]
-    rows.append(LedgerRow(len(rows), "empty_read_1", 0, "", 0, 0, "", 0, STATUS_EMPTY_READ))
+    rows.append(LedgerRow("empty_read_1", 0, "", 0, 0, "", 0, STATUS_EMPTY_READ))
     written = write_outputs(tmp_path / "out", *predictions, rows)
     verdicts = pd.read_csv(written.read_verdicts.text, sep="\t", keep_default_na=False)
     assert len(verdicts) == 401

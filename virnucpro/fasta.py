@@ -16,7 +16,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from Bio.SeqIO.FastaIO import SimpleFastaParser
 
@@ -34,9 +34,9 @@ _FASTA_SUFFIXES = (".fa", ".fasta", ".fna", ".fas", ".ffn")
 _MAX_LISTED = 20
 
 
-@dataclass(frozen=True)
-class Read:
-    """One input record: its 1-based position in the file, FASTA id and sequence."""
+class Read(NamedTuple):
+    """One input record: its 1-based number, FASTA id and sequence. A NamedTuple: one
+    is built per read, millions of times."""
 
     number: int
     id: str
@@ -98,18 +98,34 @@ def _sniff(path: Path, head: bytes) -> None:
 
 @dataclass(frozen=True)
 class RecordBlock:
-    """Whole records of a file, as bytes, and the 1-based number of the first one.
+    """Whole records of a file, as bytes: the `index`-th block of `path`.
 
-    Bytes, not text: the reading process only cuts and counts (fast byte searches);
-    decoding happens in the worker that parses the block."""
+    Bytes, not text, and not even counted: the reading process only cuts at record
+    boundaries (a search from the block's end); decoding, parsing and numbering happen
+    in the worker, and record numbers are made absolute where blocks are consumed in
+    order (`RecordError.at`)."""
 
     path: Path
-    first_number: int
+    index: int
     data: bytes
 
 
-def _count_records(data: bytes) -> int:
-    return data.count(b"\n>") + data.startswith(b">")
+class RecordError(InputError):
+    """A bad record, numbered within its block until `at` makes the number absolute."""
+
+    def __init__(self, path: Path, number: int, read_id: str | None, problem: str):
+        self.path, self.number, self.read_id, self.problem = path, number, read_id, problem
+        super().__init__(path, number, read_id, problem)
+
+    def at(self, records_before: int) -> InputError:
+        """The error for a file whose earlier blocks held `records_before` records."""
+        which = f"record {records_before + self.number}"
+        if self.read_id:
+            which += f" ({self.read_id})"
+        return InputError(f"{self.path}: {which}: {self.problem}")
+
+    def __str__(self) -> str:
+        return str(self.at(0))
 
 
 def _split_at_records(stream: BinaryIO, block_bytes: int) -> Iterator[bytes]:
@@ -125,17 +141,16 @@ def _split_at_records(stream: BinaryIO, block_bytes: int) -> Iterator[bytes]:
 
 
 def parse_block(block: RecordBlock) -> list[Read]:
-    """Parse and validate the records of a block (runs in worker processes)."""
+    """Parse and validate the records of a block (runs in worker processes); records
+    are numbered from 1 within the block."""
     text = block.data.decode("latin-1")
     if "\r" in text:  # CRLF (or old Mac CR) line ends: read as plain line ends
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     reads = []
-    for number, (title, sequence) in enumerate(
-        SimpleFastaParser(io.StringIO(text)), start=block.first_number
-    ):
+    for number, (title, sequence) in enumerate(SimpleFastaParser(io.StringIO(text)), start=1):
         read_id = title.split(None, 1)[0] if title.strip() else ""
         if not read_id:
-            raise InputError(f"{block.path}: record {number} has an empty header (no id)")
+            raise RecordError(block.path, number, None, "empty header (no id)")
         reads.append(Read(number, read_id, sequence))
     # One C-speed pass over all sequences (delete the valid codes: nothing may remain);
     # only a block that fails is searched record by record for the culprit.
@@ -143,10 +158,11 @@ def parse_block(block: RecordBlock) -> list[Read]:
         for read in reads:
             bad = _NOT_NUCLEOTIDE.search(read.sequence)
             if bad:
-                raise InputError(
-                    f"{block.path}: record {read.number} ({read.id}): character "
-                    f"{bad.group()!r} at position {bad.start() + 1} is not a nucleotide code"
+                problem = (
+                    f"character {bad.group()!r} at position {bad.start() + 1} "
+                    "is not a nucleotide code"
                 )
+                raise RecordError(block.path, read.number, read.id, problem)
     return reads
 
 
@@ -202,7 +218,6 @@ class FastaReader:
 
     def blocks(self, block_bytes: int = 4_000_000) -> Iterator[RecordBlock]:
         """Blocks of about `block_bytes` bytes, each ending at a record boundary."""
-        number = 1
         last_header = ""
         with open(self.path, "rb") as raw:
             self._raw = raw
@@ -210,15 +225,12 @@ class FastaReader:
             try:
                 _sniff(self.path, stream.read(_SNIFF_BYTES))
                 stream.seek(0)
-                for block in _split_at_records(stream, block_bytes):
-                    yield RecordBlock(self.path, number, block)
-                    number += _count_records(block)
+                for index, block in enumerate(_split_at_records(stream, block_bytes)):
+                    yield RecordBlock(self.path, index, block)
                     last = block[block.rfind(b"\n>") + 2 :].split(None, 1)[0]
                     last_header = last.decode("latin-1")
             except (EOFError, gzip.BadGzipFile, zlib.error) as error:
-                where = (
-                    f"after record {number - 1} ({last_header})" if number > 1 else "in record 1"
-                )
+                where = f"after read {last_header}" if last_header else "in its first record"
                 raise InputError(
                     f"{self.path}: the gzip data is truncated or corrupt {where}: {error}"
                 ) from None
@@ -226,8 +238,13 @@ class FastaReader:
     def __iter__(self) -> Iterator[Read]:
         """All reads, validated, in file order; duplicate ids refused at the end."""
         ids = DuplicateIds(self.path)
+        before = 0
         for block in self.blocks():
-            reads = parse_block(block)
-            ids.add([r.id for r in reads], block.first_number)
-            yield from reads
+            try:
+                reads = parse_block(block)
+            except RecordError as error:
+                raise error.at(before) from None
+            ids.add([r.id for r in reads], before + 1)
+            yield from (read._replace(number=before + read.number) for read in reads)
+            before += len(reads)
         ids.check()

@@ -24,7 +24,6 @@ class LedgerRow(NamedTuple):
     A NamedTuple rather than a dataclass: preparation makes one per chunk, millions of
     them, and tuples are several times cheaper to build and format."""
 
-    read_number: int
     read_id: str
     read_length: int
     chunk_id: str
@@ -54,8 +53,8 @@ def format_columns(*columns: list) -> list[str]:
     if len(columns) != len(COLUMNS):
         raise ValueError(f"expected {len(COLUMNS)} columns, got {len(columns)}")
     return [
-        f"{a}\t{b}\t{c}\t{d}\t{e}\t{f}\t{g}\t{h}\t{i}\n"
-        for a, b, c, d, e, f, g, h, i in zip(*columns, strict=True)
+        f"{a}\t{b}\t{c}\t{d}\t{e}\t{f}\t{g}\t{h}\n"
+        for a, b, c, d, e, f, g, h in zip(*columns, strict=True)
     ]
 
 

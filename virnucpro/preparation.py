@@ -18,6 +18,7 @@ import multiprocessing
 import os
 import shutil
 import tempfile
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -31,7 +32,14 @@ import numpy as np
 from virnucpro import ledger
 from virnucpro.chunking import CHUNK_LENGTHS, chunk_reads
 from virnucpro.errors import InputError
-from virnucpro.fasta import DuplicateIds, FastaReader, RecordBlock, fasta_stem, parse_block
+from virnucpro.fasta import (
+    DuplicateIds,
+    FastaReader,
+    RecordBlock,
+    RecordError,
+    fasta_stem,
+    parse_block,
+)
 from virnucpro.translation import FRAME_SUFFIXES, STATUS_OK, select_frames
 
 _WRAP = 60  # Biopython's FASTA line width, used by the original for the chunk file
@@ -96,7 +104,6 @@ class _BlockResult:
     """What a worker hands back: the block's read ids (for the duplicate check), its
     counts, and the four piece files it wrote."""
 
-    first_number: int
     ids: list[str]
     counts: PreparationCounts
     pieces: dict[str, Path]
@@ -123,7 +130,6 @@ def _prepare_block(block: RecordBlock, chunk_length: int, piece_dir: Path) -> _B
     for c, frame_id in zip(frames.chunk.tolist(), frame_ids, strict=True):
         kept[c] = f"{kept[c]},{frame_id}" if kept[c] else frame_id
     lines = ledger.format_columns(
-        [reads[r].number for r in owner],
         [reads[r].id for r in owner],
         [len(sequences[r]) for r in owner],
         chunk_ids,
@@ -140,7 +146,7 @@ def _prepare_block(block: RecordBlock, chunk_length: int, piece_dir: Path) -> _B
             (
                 r.number,
                 ledger.format_row(
-                    ledger.LedgerRow(r.number, r.id, 0, "", 0, 0, "", 0, ledger.STATUS_EMPTY_READ)
+                    ledger.LedgerRow(r.id, 0, "", 0, 0, "", 0, ledger.STATUS_EMPTY_READ)
                 ),
             )
             for r in empty
@@ -155,7 +161,7 @@ def _prepare_block(block: RecordBlock, chunk_length: int, piece_dir: Path) -> _B
     }
     pieces = {}
     for name, text in texts.items():
-        pieces[name] = piece_dir / f"{block.first_number}.{name}"
+        pieces[name] = piece_dir / f"{block.index}.{name}"
         pieces[name].write_text(text)
     counts = PreparationCounts(
         reads=len(reads),
@@ -164,7 +170,7 @@ def _prepare_block(block: RecordBlock, chunk_length: int, piece_dir: Path) -> _B
         chunks_without_frames=sum(s != STATUS_OK for s in frames.status),
         frames=len(frame_ids),
     )
-    return _BlockResult(block.first_number, [r.id for r in reads], counts, pieces)
+    return _BlockResult([r.id for r in reads], counts, pieces)
 
 
 def _results_in_order(
@@ -177,8 +183,11 @@ def _results_in_order(
         for block in itertools.chain(head, blocks):
             yield _prepare_block(block, chunk_length, piece_dir)
         return
-    # spawn, not fork: the caller may hold threads (Prefect, torch) that fork would copy.
-    context = multiprocessing.get_context("spawn")
+    # fork starts workers in milliseconds with everything imported, but copying a
+    # process that runs other threads (a Prefect task, torch) can deadlock the child:
+    # then spawn, which starts clean.
+    method = "fork" if threading.active_count() == 1 else "spawn"
+    context = multiprocessing.get_context(method)
     with ProcessPoolExecutor(workers, mp_context=context) as pool:
         pending: deque[Future[_BlockResult]] = deque()
         for block in itertools.chain(head, blocks):
@@ -246,13 +255,16 @@ def prepare_reads(
             results = _results_in_order(
                 reader.blocks(block_bytes), chunk_length, work, workers or os.cpu_count() or 1
             )
-            for result in results:
-                ids.add(result.ids, result.first_number)
-                counts.add(result.counts)
-                for name, piece in result.pieces.items():
-                    _append(handles[name], piece)
-                if progress is not None:
-                    progress(reader.position(), reader.size)
+            try:
+                for result in results:  # in input order: `counts` holds all earlier blocks
+                    ids.add(result.ids, counts.reads + 1)
+                    counts.add(result.counts)
+                    for name, piece in result.pieces.items():
+                        _append(handles[name], piece)
+                    if progress is not None:
+                        progress(reader.position(), reader.size)
+            except RecordError as error:
+                raise error.at(counts.reads) from None
         ids.check()
         for name, path in targets.items():
             os.replace(partial[name], path)

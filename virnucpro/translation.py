@@ -100,6 +100,8 @@ class FrameBlock:
 def _triplet_codes(raw: np.ndarray) -> np.ndarray:
     """Code of the triplet starting at every position, either case; the last two
     positions, which start no triplet, get the code of an ambiguous one."""
+    # One byte lookup, then byte arithmetic (a lookup per position costs several
+    # times an arithmetic pass, so there is only one).
     codes = _NUC_CODE[raw]
     triplets = np.full(len(raw), _N_CODES**3 - 1, dtype=np.uint8)
     if len(raw) >= 3:
@@ -107,12 +109,14 @@ def _triplet_codes(raw: np.ndarray) -> np.ndarray:
     return triplets
 
 
-def _per_phase(values: np.ndarray, begins: np.ndarray, phase: int, reduce: np.ufunc):
+def _per_phase(
+    values: np.ndarray, begins: np.ndarray, phase: int, reduce: np.ufunc, dtype: type
+) -> np.ndarray:
     """`reduce` over each chunk's positions ≡ phase (mod 3): the chunk's triplets of one
     reading frame. `values` is padded so every chunk's first index is in range."""
     strided = values[phase::3]
     first = (begins - phase + 2) // 3
-    out = reduce.reduceat(strided, first, dtype=np.int64)
+    out = reduce.reduceat(strided, first, dtype=dtype)
     # reduceat returns the element at an empty segment's start instead of the identity.
     out[np.diff(first, append=len(strided)) == 0] = 0
     return out
@@ -140,8 +144,8 @@ def select_frames(chunks: Sequence[str]) -> FrameBlock:
     stops = np.zeros((n, 6), dtype=bool)
     dropped = np.zeros((n, 6), dtype=np.int64)
     for phase in range(3):
-        bits = _per_phase(flags, begins, phase, np.bitwise_or)
-        count = _per_phase(ambiguous, begins, phase, np.add)
+        bits = _per_phase(flags, begins, phase, np.bitwise_or, np.uint8)
+        count = _per_phase(ambiguous, begins, phase, np.add, np.int32)
         forward = (phase - begins) % 3
         reverse = 3 + (lengths - forward) % 3
         stops[rows, forward] |= bits & _FORWARD_STOP > 0

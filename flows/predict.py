@@ -156,12 +156,13 @@ def predict(
     )
     results = assemble(config, prepared, groups)
     targets = [Target("tokens_per_second", min_tokens_per_second)] if min_tokens_per_second else []
-    publish_report(telemetry, config.out_dir, events, targets)
+    report = publish_report(telemetry, config.out_dir, events, targets)
     random_models = is_generated(config.models.classifier)
     if random_models:
         get_run_logger().warning(RANDOM_MODELS_WARNING)
     return {
         "random_models": random_models,
+        "report": str(report.with_name("report.md")),
         "outputs": [str(r.outputs.read_verdicts.text.parent) for r in results],
         "groups": len(summaries),
         "groups_skipped": sum(s.skipped for s in summaries),
@@ -203,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     for path in result["outputs"]:
         print(f"results: {path}")
+    print(f"performance report: {result['report']}")
     if result["random_models"]:
         print(f"NOTE: {RANDOM_MODELS_WARNING}")
     return 0

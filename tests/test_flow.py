@@ -10,6 +10,7 @@ same worker count so that both score the same groups.
 from __future__ import annotations
 
 import contextvars
+import json
 import os
 import shutil
 import signal
@@ -290,3 +291,39 @@ def test_a_failing_group_fails_the_run_and_keeps_the_others(prefect_api, reads, 
     results = pipeline.results_dir(config)
     for group in groups:
         assert result_path(results, group).exists() == (group is not broken), group.group_id
+
+
+def _artifacts(key: str) -> list:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        return client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]))
+        )
+
+
+def test_run_publishes_progress_report_and_tables(clean_flow_run):
+    """The Prefect UI shows what telemetry.json says: read back through the client."""
+    out_dir, _ = clean_flow_run
+    telemetry = json.loads((out_dir / "telemetry.json").read_text())["run"]
+    assert telemetry["sequences"] == 902  # every frame once
+    assert telemetry["groups_done"] == WORKERS * GROUPS_PER_WORKER
+
+    progress = _artifacts("virnucpro-progress")
+    assert progress and all(float(a.data) == 100.0 for a in progress)
+
+    report = (out_dir / "report.md").read_text()
+    assert "- Sequences: 902" in report
+    assert any(a.data == report for a in _artifacts("virnucpro-report"))
+
+    summaries = [
+        {row["metric"]: row["value"] for row in json.loads(a.data)}
+        for a in _artifacts("virnucpro-summary")
+    ]
+    assert any(s["sequences"] == 902 and s["tokens"] == telemetry["tokens"] for s in summaries)
+    workers = [json.loads(a.data) for a in _artifacts("virnucpro-workers")]
+    assert any(
+        sum(row["sequences"] for row in table) == 902 and len(table) == WORKERS for table in workers
+    )
+    assert (out_dir / "dask-performance-report.html").stat().st_size > 0

@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -174,3 +175,30 @@ def test_cli_error_is_one_line_without_traceback(tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"virnucpro: error: {missing}: no such file"
+
+
+def test_cli_shows_a_progress_bar_on_a_terminal(reference_dir, tmp_path):
+    import os
+    import pty
+
+    main_fd, child_fd = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "virnucpro.cli", "prepare", str(reference_dir / "reads_public.fa"),
+         "--chunk-length", "300", "--out", str(tmp_path)],
+        stdin=child_fd, stdout=child_fd, stderr=child_fd, env={**os.environ, "COLUMNS": "100"},
+    )  # fmt: skip
+    os.close(child_fd)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(main_fd, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        output += chunk
+    assert proc.wait(timeout=60) == 0
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", output.decode(errors="replace"))
+    assert "preparing reads_public.fa" in text
+    assert re.search(r"(\d+\.\d) ?/ ?\1 kB", text)  # the bar reaches the file's size
+    assert "400 reads (0 empty)" in text

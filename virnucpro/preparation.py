@@ -244,6 +244,8 @@ def prepare_reads(
     targets = {name: getattr(paths, name) for name in _OUTPUTS}
     counts = PreparationCounts()
     ids = DuplicateIds(reader.path)
+    if progress is not None:
+        progress(0, reader.size)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".prepare-") as work:
         work = Path(work)
         partial = {name: work / path.name for name, path in targets.items()}

@@ -1,0 +1,70 @@
+"""Where GPU tasks run: one group per GPU at a time, and the cluster choice."""
+
+import time
+
+import dask
+import pytest
+from distributed import LocalCluster
+from prefect import flow, task
+from prefect.testing.utilities import prefect_test_harness
+
+from tasks.cluster import GPU_RESOURCE, ClusterSpec, task_runner
+
+
+@task
+def hold(seconds: float) -> tuple[float, float]:
+    start = time.time()
+    time.sleep(seconds)
+    return start, time.time()
+
+
+@flow
+def two_gpu_tasks() -> list[tuple[float, float]]:
+    with dask.annotate(resources={GPU_RESOURCE: 1}):
+        futures = [hold.submit(1.0), hold.submit(1.0)]
+    return [f.result() for f in futures]
+
+
+def test_gpu_tasks_take_turns_on_a_worker_with_spare_threads(monkeypatch):
+    # One worker with two threads but one GPU: the two tasks must not overlap.
+    monkeypatch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    with (
+        prefect_test_harness(),
+        LocalCluster(
+            n_workers=1,
+            threads_per_worker=2,
+            processes=False,
+            resources={GPU_RESOURCE: 1},
+            dashboard_address=":0",
+        ) as cluster,
+    ):
+        runner = task_runner(ClusterSpec(scheduler_address=cluster.scheduler_address))
+        (first, second) = sorted(two_gpu_tasks.with_options(task_runner=runner)())
+    assert second[0] >= first[1] - 0.05
+
+
+def test_without_gpus_the_local_cluster_runs_cpu_workers(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    spec = ClusterSpec(cpu_workers=3)
+    assert spec.local_gpus() == ()
+    assert spec.worker_count() == 3
+    assert spec.worker_gpus() == {}
+    runner = task_runner(spec)
+    assert runner.cluster_kwargs["n_workers"] == 3
+    assert runner.cluster_kwargs["resources"] == {GPU_RESOURCE: 1}
+    assert runner.cluster_kwargs["threads_per_worker"] == 1
+
+
+def test_chosen_gpus_get_one_worker_each():
+    spec = ClusterSpec(gpus=(0, 2))
+    assert spec.worker_count() == 2
+    assert spec.worker_gpus() == {"0": 0, "1": 2}
+    pytest.importorskip("dask_cuda")  # the `gpu` extra
+    runner = task_runner(spec)
+    assert runner.cluster_kwargs["CUDA_VISIBLE_DEVICES"] == "0,2"
+    assert runner.cluster_kwargs["resources"] == {GPU_RESOURCE: 1}
+
+
+def test_an_existing_scheduler_is_used_as_given():
+    runner = task_runner(ClusterSpec(scheduler_address="tcp://127.0.0.1:8786"))
+    assert runner.address == "tcp://127.0.0.1:8786"

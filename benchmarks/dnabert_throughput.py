@@ -6,7 +6,7 @@ like kept frames of 300- and 500-nt chunks), with a random-init model of DNABERT
 shape on a GPU, or a small one on the CPU (labelled "CPU smoke": it checks the
 machinery, its speedup says little about GPUs).
 
-    python -m benchmarks.dnabert_throughput [--n 2000] [--out results.md]
+    python benchmarks/dnabert_throughput.py [--n 2000] [--out results.md]
 
 (from the repository root, or as a script once the package is installed).
 """
@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from table_output import publish
 
 from virnucpro.dnabert import DnabertConfig, DnabertEmbedder, load_dnabert
 from virnucpro.test_models import write_test_dnabert
@@ -83,10 +84,7 @@ def main() -> None:
         f"{n / batched_s:.1f} | {tokens / batched_s:.0f} | {single_s / batched_s:.1f}× | "
         f"{cosine.min():.6f} |",
     ]
-    table = "\n".join(lines)
-    print(table)
-    if args.out:
-        args.out.write_text(table + "\n")
+    publish(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from table_output import publish
 
 from virnucpro.classifier import load_classifier, predict_proba
 from virnucpro.dnabert import DnabertConfig, load_dnabert
@@ -149,10 +150,7 @@ def main() -> None:
             f"| {name} | {frames:,} | {tokens:,} | {seconds:.1f} | {rate:,.0f} | "
             f"{rate / bare_rate:.0%} |"
         )
-    table = "\n".join(lines)
-    print(table)
-    if args.out:
-        args.out.write_text(table + "\n")
+    publish(lines, args.out)
 
 
 if __name__ == "__main__":

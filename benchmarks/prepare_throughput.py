@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import original_prepare
 from Bio.SeqIO.FastaIO import SimpleFastaParser
+from table_output import publish
 
 from virnucpro.preparation import prepare_reads
 
@@ -117,10 +118,7 @@ def main() -> None:
     for label, impl, n, seconds, speedup in rows:
         shown = "" if speedup != speedup else f"{speedup:.1f}×"
         lines.append(f"| {label} | {impl} | {n:,} | {seconds:.1f} | {n / seconds:,.0f} | {shown} |")
-    table = "\n".join(lines)
-    print(table)
-    if args.out:
-        args.out.write_text(table + "\n")
+    publish(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,9 @@
 import json
 import re
-import urllib.request
 from pathlib import Path
 
 import pytest
-from distributed import Client, LocalCluster
-
-from virnucpro.prometheus_metrics import WorkerTelemetryPlugin
+from helpers import scrape, telemetry_cluster
 
 DASHBOARD = Path(__file__).resolve().parents[1] / "dashboards" / "grafana_virnucpro.json"
 METRIC = re.compile(r"\b((?:virnucpro|dask)_[A-Za-z0-9_]+)")
@@ -51,29 +48,14 @@ def _exposed_names(text: str) -> set[str]:
     return names | {n.removesuffix(s) for n in names for s in SUFFIXES if n.endswith(s)}
 
 
-def _scrape(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return response.read().decode()
-
-
 def test_every_metric_in_the_dashboard_is_exposed(dashboard: dict, tmp_path) -> None:
-    with (
-        LocalCluster(
-            n_workers=1,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0",
-            worker_dashboard_address=":0",
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        client.register_plugin(WorkerTelemetryPlugin(tmp_path))
+    with telemetry_cluster(tmp_path) as (cluster, client):
         held = client.submit(sum, [1, 2])  # so the worker reports dask_worker_tasks
         assert held.result() == 3
         (worker,) = client.scheduler_info()["workers"].values()
         exposed = _exposed_names(
-            _scrape(f"http://{worker['host']}:{worker['services']['dashboard']}/metrics")
-        ) | _exposed_names(_scrape(cluster.dashboard_link.replace("/status", "/metrics")))
+            scrape(f"http://{worker['host']}:{worker['services']['dashboard']}/metrics")
+        ) | _exposed_names(scrape(cluster.dashboard_link.replace("/status", "/metrics")))
     used = {name for expr in _exprs(dashboard) for name in METRIC.findall(expr)}
     assert "virnucpro_gpu_utilisation_percent" in used and "dask_scheduler_tasks" in used
     assert sorted(used - exposed) == []

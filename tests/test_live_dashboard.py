@@ -1,14 +1,11 @@
 import io
 import logging
 import os
-import pty
-import select
-import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
+from helpers import run_in_pty
 from rich.console import Console
 
 from virnucpro.live_dashboard import Dashboard, DashboardState, WorkerStatus, summary_line
@@ -51,35 +48,10 @@ with Dashboard(interval=0.5) as dashboard:
 
 
 def test_live_dashboard_in_a_real_pty() -> None:
-    main, child = pty.openpty()
     env = {**os.environ, "COLUMNS": "100", "LINES": "30", "TERM": "xterm-256color"}
     env.pop("NO_COLOR", None)
-    process = subprocess.Popen(
-        [sys.executable, "-c", SCRIPT],
-        stdin=child,
-        stdout=child,
-        stderr=child,
-        env=env,
-        cwd=Path(__file__).resolve().parents[1],
-    )
-    os.close(child)
-    output = b""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([main], [], [], 0.5)
-        if ready:
-            try:
-                chunk = os.read(main, 65536)
-            except OSError:  # the child closed the pty
-                break
-            if not chunk:
-                break
-            output += chunk
-        elif process.poll() is not None:
-            break
-    os.close(main)
-    assert process.wait(timeout=10) == 0, output.decode(errors="replace")
-    text = output.decode(errors="replace")
+    returncode, text = run_in_pty([sys.executable, "-c", SCRIPT], env)
+    assert returncode == 0, text
     assert "VirNucPro workers" in text
     assert "tokens/s" in text and "gpu-0" in text
     assert "\x1b[" in text  # it drew with terminal control codes, i.e. it was live

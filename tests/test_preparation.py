@@ -1,3 +1,4 @@
+import os
 import re
 import subprocess
 import sys
@@ -6,6 +7,7 @@ from pathlib import Path
 import original_prepare
 import pytest
 from Bio.SeqIO.FastaIO import SimpleFastaParser
+from helpers import run_in_pty
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -178,27 +180,13 @@ def test_cli_error_is_one_line_without_traceback(tmp_path):
 
 
 def test_cli_shows_a_progress_bar_on_a_terminal(reference_dir, tmp_path):
-    import os
-    import pty
-
-    main_fd, child_fd = pty.openpty()
-    proc = subprocess.Popen(
+    returncode, output = run_in_pty(
         [sys.executable, "-m", "virnucpro.cli", "prepare", str(reference_dir / "reads_public.fa"),
          "--chunk-length", "300", "--out", str(tmp_path)],
-        stdin=child_fd, stdout=child_fd, stderr=child_fd, env={**os.environ, "COLUMNS": "100"},
+        {**os.environ, "COLUMNS": "100"},
     )  # fmt: skip
-    os.close(child_fd)
-    output = b""
-    while True:
-        try:
-            chunk = os.read(main_fd, 4096)
-        except OSError:  # the child closed the terminal
-            break
-        if not chunk:
-            break
-        output += chunk
-    assert proc.wait(timeout=60) == 0
-    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", output.decode(errors="replace"))
+    assert returncode == 0, output
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", output)
     assert "preparing reads_public.fa" in text
     assert re.search(r"(\d+\.\d) ?/ ?\1 kB", text)  # the bar reaches the file's size
     assert "400 reads (0 empty)" in text

@@ -1,8 +1,8 @@
 import json
-import urllib.request
 
 import pytest
-from distributed import Client, LocalCluster, Worker
+from distributed import Worker
+from helpers import scrape, telemetry_cluster
 from prometheus_client import CollectorRegistry, generate_latest
 
 from virnucpro import prometheus_metrics
@@ -81,27 +81,12 @@ def _record_on_worker(dask_worker: Worker) -> int:
     return len(recorder.records())
 
 
-def _scrape(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return response.read().decode()
-
-
 def test_metrics_on_a_real_dask_worker_endpoint(tmp_path) -> None:
-    with (
-        LocalCluster(
-            n_workers=1,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0",
-            worker_dashboard_address=":0",
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        client.register_plugin(WorkerTelemetryPlugin(tmp_path))
+    with telemetry_cluster(tmp_path) as (cluster, client):
         assert list(client.run(_record_on_worker).values()) == [1]
         (worker,) = client.scheduler_info()["workers"].values()
-        worker_text = _scrape(f"http://{worker['host']}:{worker['services']['dashboard']}/metrics")
-        scheduler_text = _scrape(cluster.dashboard_link.replace("/status", "/metrics"))
+        worker_text = scrape(f"http://{worker['host']}:{worker['services']['dashboard']}/metrics")
+        scheduler_text = scrape(cluster.dashboard_link.replace("/status", "/metrics"))
         targets = json.loads(write_scrape_targets(client, tmp_path / "targets.json").read_text())
     scheduler_port = cluster.dashboard_link.split(":")[-1].split("/")[0]
     assert targets == [

@@ -73,7 +73,8 @@ def embed_groups(
         logger.info("live Dask dashboard: %s", client.dashboard_link)
     progress = create_progress_artifact(0.0, key="virnucpro-progress", description="groups done")
     summaries, failed = [], []
-    with RunMonitor(client, telemetry, len(groups), worker_gpus) as monitor:
+    throughput_log = config.out_dir / "throughput_log.csv"  # shared by all runs
+    with RunMonitor(client, telemetry, throughput_log, len(groups), worker_gpus) as monitor:
         with dask.annotate(resources={GPU_RESOURCE: 1}):
             futures = {embed_classify_group.submit(g, config, fingerprint): g for g in groups}
         for done, future in enumerate(as_completed(list(futures)), start=1):

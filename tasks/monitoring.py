@@ -31,9 +31,15 @@ class RunMonitor:
     """Feeds the terminal dashboard and collects the run's events."""
 
     def __init__(
-        self, client: Client, telemetry_dir: Path, total_groups: int, worker_gpus: dict[str, int]
+        self,
+        client: Client,
+        telemetry_dir: Path,
+        throughput_log: Path,
+        total_groups: int,
+        worker_gpus: dict[str, int],
     ):
-        """`worker_gpus`: worker name → GPU index, for a local cluster (else empty)."""
+        """`telemetry_dir`: this run's worker JSON; `throughput_log`: the CSV every run
+        appends to; `worker_gpus`: worker name → GPU index on a local cluster (else {})."""
         self.client = client
         self.worker_gpus = worker_gpus
         self.total = total_groups
@@ -41,7 +47,7 @@ class RunMonitor:
         self.done: Counter[str] = Counter()
         self.gpus = GpuMonitor()
         self.dashboard = Dashboard()
-        client.register_plugin(WorkerTelemetryPlugin(telemetry_dir))
+        client.register_plugin(WorkerTelemetryPlugin(telemetry_dir, throughput_log))
 
     def __enter__(self) -> RunMonitor:
         self.dashboard.__enter__()

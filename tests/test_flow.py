@@ -327,3 +327,7 @@ def test_run_publishes_progress_report_and_tables(clean_flow_run):
         sum(row["sequences"] for row in table) == 902 and len(table) == WORKERS for table in workers
     )
     assert (out_dir / "dask-performance-report.html").stat().st_size > 0
+    # The throughput log outlives the run: one line per group, appended by the workers.
+    log_lines = (out_dir / "throughput_log.csv").read_text().splitlines()
+    assert log_lines[0].startswith("time,worker,gpu")
+    assert len(log_lines) == 1 + WORKERS * GROUPS_PER_WORKER

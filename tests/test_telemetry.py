@@ -128,3 +128,15 @@ def test_metadata_on_cpu_only_machine() -> None:
     assert metadata.torch.startswith("2.")
     assert metadata.python.count(".") == 2
     assert RunMetadata.from_dict(json.loads(json.dumps(metadata.to_dict()))) == metadata
+
+
+def test_recorders_can_share_one_throughput_log_across_runs(tmp_path) -> None:
+    shared = tmp_path / "throughput_log.csv"
+    for run in ("run1", "run2"):
+        recorder = TelemetryRecorder("w0", tmp_path / run, throughput_log=shared)
+        recorder.record(batch("w0", 0, "g1", sequences=4, tokens=100, seconds=1.0, started_at=1.0))
+        recorder.write()
+    lines = shared.read_text().splitlines()
+    assert len(lines) == 3  # one header, one line per run
+    assert (tmp_path / "run1" / "telemetry-w0.json").exists()
+    assert not (tmp_path / "run1" / "throughput.csv").exists()

@@ -161,14 +161,15 @@ class WorkerTelemetryPlugin(WorkerPlugin):
 
     name = "virnucpro-telemetry"
 
-    def __init__(self, out_dir: Path | str) -> None:
+    def __init__(self, out_dir: Path | str, throughput_log: Path | str | None = None) -> None:
         self.out_dir = Path(out_dir)
+        self.throughput_log = throughput_log
         self.monitor: GpuMonitor | None = None
         self.recorder: TelemetryRecorder | None = None
 
     def setup(self, worker: Worker) -> None:
         self.monitor = GpuMonitor()
-        self.recorder = TelemetryRecorder(str(worker.name), self.out_dir)
+        self.recorder = TelemetryRecorder(str(worker.name), self.out_dir, self.throughput_log)
         register_collector(self.monitor, self.recorder)
 
     def teardown(self, worker: Worker) -> None:

@@ -103,19 +103,20 @@ class BatchRecord:
 class TelemetryRecorder:
     """Collects one worker's batch records; thread-safe (tasks and scrapes overlap)."""
 
-    def __init__(self, worker: str, out_dir: Path | str) -> None:
+    def __init__(
+        self, worker: str, out_dir: Path | str, throughput_log: Path | str | None = None
+    ) -> None:
+        """`out_dir` holds this run's JSON; `throughput_log` (default: in `out_dir`) may
+        be a CSV shared by many runs, so throughput can be compared over time."""
         self.worker = worker
         self.out_dir = Path(out_dir)
+        self.throughput_log = Path(throughput_log or self.out_dir / "throughput.csv")
         self._records: list[BatchRecord] = []
         self._lock = threading.Lock()
 
     @property
     def json_path(self) -> Path:
         return self.out_dir / f"telemetry-{self.worker}.json"
-
-    @property
-    def throughput_log(self) -> Path:
-        return self.out_dir / "throughput.csv"
 
     def record(self, batch: BatchRecord) -> None:
         """Keep the record and append its line to the throughput log."""
@@ -140,7 +141,7 @@ class TelemetryRecorder:
     def _append_throughput(self, batch: BatchRecord) -> None:
         # Workers share one log; each line is a single small write in append mode,
         # which POSIX keeps whole across processes on a local filesystem.
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.throughput_log.parent.mkdir(parents=True, exist_ok=True)
         with self.throughput_log.open("a", newline="") as handle:
             writer = csv.writer(handle)
             if handle.tell() == 0:  # first line of a new log

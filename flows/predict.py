@@ -41,6 +41,7 @@ from virnucpro.errors import VirNucProError
 from virnucpro.fasta import find_fasta_files
 from virnucpro.group_inference import GroupSummary
 from virnucpro.planning import Group
+from virnucpro.prometheus_metrics import write_scrape_targets
 from virnucpro.report import Target
 from virnucpro.telemetry import RunEvent
 from virnucpro.test_models import is_generated
@@ -66,6 +67,8 @@ def embed_groups(
     """Run every group on the cluster, one per GPU at a time, with a live view."""
     logger = get_run_logger()
     client = FlowRunContext.get().task_runner.client  # starts or connects the cluster
+    targets = write_scrape_targets(client, config.out_dir / "prometheus_targets.json")
+    logger.info("Prometheus scrape targets for this run: %s", targets)
     if client.dashboard_link:
         create_link_artifact(
             client.dashboard_link, link_text="Dask dashboard", key="dask-dashboard"

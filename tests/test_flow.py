@@ -327,6 +327,9 @@ def test_run_publishes_progress_report_and_tables(clean_flow_run):
         sum(row["sequences"] for row in table) == 902 and len(table) == WORKERS for table in workers
     )
     assert (out_dir / "dask-performance-report.html").stat().st_size > 0
+    targets = json.loads((out_dir / "prometheus_targets.json").read_text())
+    assert [t["labels"]["job"] for t in targets] == ["dask-scheduler", "dask-workers"]
+    assert len(targets[1]["targets"]) == WORKERS
     # The throughput log outlives the run: one line per group, appended by the workers.
     log_lines = (out_dir / "throughput_log.csv").read_text().splitlines()
     assert log_lines[0].startswith("time,worker,gpu")

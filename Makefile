@@ -8,6 +8,9 @@ STAMP := $(VENV)/.installed
 # existing (e.g. CUDA) torch.
 TORCH_SPEC ?= torch==2.13.0
 DEMO_OUT ?= demo-output
+# On a machine with NVIDIA GPUs, also install the `gpu` extra (dask-cuda).
+comma := ,
+EXTRAS ?= test$(if $(shell command -v nvidia-smi 2>/dev/null),$(comma)gpu)
 
 .PHONY: demo test lint venv
 
@@ -16,7 +19,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(if $(TORCH_SPEC),$(PY) -m pip install -q --disable-pip-version-check "$(TORCH_SPEC)")
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
 lint: $(STAMP)

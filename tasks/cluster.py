@@ -13,6 +13,7 @@ they learn the run's Prefect API URL (see `ensure_prefect_api`).
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from prefect_dask import DaskTaskRunner
 
+from virnucpro.errors import VirNucProError
 from virnucpro.gpu_monitor import GpuMonitor
 
 log = logging.getLogger(__name__)
@@ -69,6 +71,11 @@ def task_runner(spec: ClusterSpec, performance_report: Path | None = None) -> Da
     }
     gpus = spec.local_gpus()
     if gpus:
+        if importlib.util.find_spec("dask_cuda") is None:
+            raise VirNucProError(
+                f"{len(gpus)} GPU(s) visible but dask-cuda is not installed: "
+                "pip install 'virnucpro[gpu]' (or hide the GPUs with CUDA_VISIBLE_DEVICES=)"
+            )
         return DaskTaskRunner(
             cluster_class="dask_cuda.LocalCUDACluster",
             cluster_kwargs={**common, "CUDA_VISIBLE_DEVICES": ",".join(map(str, gpus))},

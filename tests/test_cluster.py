@@ -1,5 +1,6 @@
 """Where GPU tasks run: one group per GPU at a time, and the cluster choice."""
 
+import importlib.util
 import time
 
 import dask
@@ -9,6 +10,7 @@ from prefect import flow, task
 from prefect.testing.utilities import prefect_test_harness
 
 from tasks.cluster import GPU_RESOURCE, ClusterSpec, task_runner
+from virnucpro.errors import VirNucProError
 
 
 @task
@@ -68,3 +70,9 @@ def test_chosen_gpus_get_one_worker_each():
 def test_an_existing_scheduler_is_used_as_given():
     runner = task_runner(ClusterSpec(scheduler_address="tcp://127.0.0.1:8786"))
     assert runner.address == "tcp://127.0.0.1:8786"
+
+
+def test_gpus_without_dask_cuda_get_a_clear_error(monkeypatch):
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(VirNucProError, match=r"1 GPU\(s\) visible but dask-cuda is not installed"):
+        task_runner(ClusterSpec(gpus=(0,)))

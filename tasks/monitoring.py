@@ -76,15 +76,16 @@ class RunMonitor:
             if message["oom_splits"]:
                 detail = f"{message['group_id']}: {message['oom_splits']} batch split(s)"
                 events.append(RunEvent(stamp, "oom_split", name, detail))
-        for stamp, message in self.client.get_events("stealing"):
-            if message and message[0] == _STEAL_CONFIRMED:
-                _, key, _, victim, thief, *_ = message
-                events.append(RunEvent(stamp, "stolen", self._name(thief), f"{key} from {victim}"))
+        steals = [
+            (stamp, message)
+            for stamp, message in self.client.get_events("stealing")
+            if message and message[0] == _STEAL_CONFIRMED
+        ]
+        workers = self.client.scheduler_info(n_workers=-1)["workers"] if steals else {}
+        for stamp, (_, key, _, victim, thief, *_) in steals:
+            name = str(workers.get(thief, {}).get("name", thief))
+            events.append(RunEvent(stamp, "stolen", name, f"{key} from {victim}"))
         return sorted(events, key=lambda e: e.time)
-
-    def _name(self, address: str) -> str:
-        worker = self.client.scheduler_info(n_workers=-1)["workers"].get(address, {})
-        return str(worker.get("name", address))
 
     def refresh(self) -> None:
         info = self.client.scheduler_info(n_workers=-1)["workers"]

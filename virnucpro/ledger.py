@@ -42,11 +42,6 @@ def header() -> str:
     return "\t".join(COLUMNS) + "\n"
 
 
-def format_row(row: LedgerRow) -> str:
-    """One tab-separated line (ids never contain tabs: FASTA ids end at whitespace)."""
-    return "\t".join(map(str, row)) + "\n"
-
-
 def format_columns(*columns: list) -> list[str]:
     """Lines for rows given column by column, in COLUMNS order (no tuple per row: this
     runs once per chunk, millions of times)."""
@@ -58,18 +53,20 @@ def format_columns(*columns: list) -> list[str]:
     ]
 
 
+def format_row(row: LedgerRow) -> str:
+    """One line, formatted exactly as `format_columns` formats many."""
+    return format_columns(*([value] for value in row))[0]
+
+
 def read_ledger(path: Path) -> Iterator[LedgerRow]:
-    """Rows of a ledger written as `header()` + `format_row(...)` lines."""
-    with open(path, newline="") as handle:
-        reader = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-        if tuple(reader.fieldnames or ()) != COLUMNS:
-            raise ValueError(f"{path}: not a VirNucPro ledger (columns {reader.fieldnames})")
-        for record in reader:
-            yield LedgerRow(**{k: int(v) if k in _INT_COLUMNS else v for k, v in record.items()})
+    """The rows of a ledger, one `LedgerRow` each (parsed by `read_ledger_table`)."""
+    table = read_ledger_table(path)
+    for row in table.itertuples(index=False, name=None):
+        yield LedgerRow(*row)
 
 
 def read_ledger_table(path: Path) -> pd.DataFrame:
-    """The ledger as a DataFrame (for millions of rows; `read_ledger` yields rows)."""
+    """The ledger as a DataFrame: the one parser of the format (millions of rows)."""
     table = pd.read_csv(
         path,
         sep="\t",

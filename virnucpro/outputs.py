@@ -38,7 +38,7 @@ import pandas as pd
 
 from virnucpro.errors import FeatureError
 from virnucpro.ledger import COLUMNS, LedgerRow
-from virnucpro.translation import STATUS_OK
+from virnucpro.translation import FRAME_SUFFIXES, STATUS_OK
 
 PREDICTIONS_FILE = "prediction_results.txt"
 HIGHEST_SCORE_FILE = "prediction_results_highestscore.csv"
@@ -54,7 +54,7 @@ VERDICT_COLUMNS = (
     "max_p_virus",
     "verdict",
 )
-FRAME_SUFFIX_LENGTH = 2  # "F1" … "R3"
+FRAME_SUFFIX_LENGTH = len(FRAME_SUFFIXES[0])  # "F1" … "R3"
 
 
 @dataclass(frozen=True)

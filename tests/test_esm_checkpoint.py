@@ -70,6 +70,30 @@ def test_plain_fair_esm_state_dict_with_heads_from_table(tmp_path):
     )
 
 
+def test_half_precision_file_loads_into_the_requested_dtype(tmp_path):
+    path = write_test_esm_checkpoint(tmp_path / "fp16.pt", 2, 64, 4, dtype=torch.float16)
+    expected = random_esm2(EsmConfig(2, 64, 4), seed=0).half().state_dict()
+
+    _, model = load_esm2(path)  # default: FP32
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    assert_same_weights(model, {k: v.float() for k, v in expected.items()})
+
+    _, model = load_esm2(path, dtype=torch.bfloat16)
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    assert_same_weights(model, {k: v.bfloat16() for k, v in expected.items()})
+    assert not any(p.is_meta for p in model.parameters())
+
+
+def test_legacy_non_zip_file_is_read_without_memory_mapping(tmp_path):
+    """Files written before torch 1.6's zip format cannot be memory-mapped."""
+    state = fair_esm_state_dict(6, 320, 20)
+    path = tmp_path / "legacy.pt"
+    torch.save(state, path, _use_new_zipfile_serialization=False)
+    _, model = load_esm2(path)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, state[key]), key
+
+
 def test_unknown_size_needs_heads_argument(tmp_path):
     path = tmp_path / "custom.pt"
     torch.save(fair_esm_state_dict(2, 64, 4), path)

@@ -18,6 +18,11 @@ heads, which shapes cannot reveal, from the file's cfg, else an explicit argumen
 the table of released ESM-2 sizes. Loading is strict: any missing or unexpected weight is
 an error, except the LM head, the contact head and the rotary `inv_freq` buffers, which
 we do not use (`inv_freq` is recomputed from the head size).
+
+Memory: the file is memory-mapped and the model built on the meta device, then the
+file's tensors are assigned to it and converted once, straight to the caller's device
+and dtype. The old way (build an FP32 model, then copy the file into it) held two host
+copies: 17 GB of RAM and 66 s for a 3B FP16 file, per Dask worker.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import argparse
 import logging
 import pickle
 import re
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -53,15 +59,21 @@ _LAYER_KEY = re.compile(r"^layers\.(\d+)\.")
 
 
 def load_esm2(
-    name_or_path: str | Path, *, attention_heads: int | None = None
+    name_or_path: str | Path,
+    *,
+    attention_heads: int | None = None,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
 ) -> tuple[EsmConfig, Esm2]:
-    """Build our ESM-2 from a fair-esm model name or checkpoint file, in eval mode (FP32)."""
+    """Build our ESM-2 from a fair-esm model name or checkpoint file, in eval mode, with
+    its weights on `device` in `dtype` (whatever precision the file stores)."""
     path = resolve_checkpoint(name_or_path)
     state, cfg_heads = _read_state_dict(path)
     config = _infer_config(path, state, cfg_heads, attention_heads)
-    model = Esm2(config)
+    with torch.device("meta"):
+        model = Esm2(config)
     _load_strict(path, model, state)
-    model.eval().requires_grad_(False)
+    model = model.to(device=device, dtype=dtype).eval().requires_grad_(False)
     log.info(
         "loaded ESM-2 from %s: %d layers, %d dims, %d heads",
         path,
@@ -110,7 +122,9 @@ def _read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], int | None]:
     """The state dict with hub prefixes stripped, and the head count from cfg if present."""
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
-            data = torch.load(path, map_location="cpu", weights_only=True)
+            # Only torch's zip format can be memory-mapped; pre-1.6 files are read whole.
+            mmap = zipfile.is_zipfile(path)
+            data = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as error:
         reason = str(error).split("WeightsUnpickler error:")[-1].strip().splitlines()[0]
         if "Unsupported global" not in reason and "Unsupported class" not in reason:
@@ -195,7 +209,7 @@ def _load_strict(path: Path, model: Esm2, state: Mapping[str, torch.Tensor]) -> 
     if problems:
         raise CheckpointError(f"{path}: does not match ESM-2; " + "; ".join(problems))
     try:
-        model.load_state_dict(state, strict=True)
+        model.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as error:  # shape mismatches
         detail = " ".join(str(error).split())  # torch's message spans several lines
         raise CheckpointError(f"{path}: weight shapes do not match ESM-2: {detail}") from error

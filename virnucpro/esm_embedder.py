@@ -204,7 +204,9 @@ class EsmEmbedder:
         self.compile = on_cuda if compile is None else compile
         self.pad_tokens_to = pad_tokens_to or (256 if self.compile else 1)
         if not isinstance(model_or_checkpoint, Esm2):
-            _, model_or_checkpoint = load_esm2(model_or_checkpoint)
+            _, model_or_checkpoint = load_esm2(
+                model_or_checkpoint, device=self.device, dtype=self.dtype
+            )
         self.model = model_or_checkpoint.to(device=self.device, dtype=self.dtype).eval()
         self._forward = torch.compile(self.model) if self.compile else self.model
         self.last_stats = EmbedStats()

@@ -25,19 +25,25 @@ import torch
 from virnucpro.esm_model import ALPHABET, PAD_IDX, Esm2, EsmConfig
 
 
-def random_esm2(config: EsmConfig, seed: int = 0) -> Esm2:
-    """Our ESM-2 with seeded random weights, in eval mode (FP32, CPU)."""
-    model = Esm2(config)
-    generator = torch.Generator().manual_seed(seed)
+def random_esm2(config: EsmConfig, seed: int = 0, device: str | torch.device = "cpu") -> Esm2:
+    """Our ESM-2 with seeded random weights, in eval mode (FP32), built on `device`.
+
+    The same seed gives different weights on different devices (their generators
+    differ). CPU generation is serial (~75 s for 3B), so GPU benchmarks build there.
+    """
+    with torch.device("meta"):  # skip the default init: every weight is drawn below
+        model = Esm2(config)
+    model = model.to_empty(device=device)
+    generator = torch.Generator(device).manual_seed(seed)
     with torch.no_grad():
         for name, param in model.named_parameters():
             if "norm" in name and name.endswith(".weight"):
-                param.copy_(1 + 0.1 * torch.randn(param.shape, generator=generator))
+                param.normal_(1, 0.1, generator=generator)
             elif param.ndim == 1:
-                param.copy_(0.02 * torch.randn(param.shape, generator=generator))
+                param.normal_(0, 0.02, generator=generator)
             else:
                 bound = math.sqrt(6 / sum(param.shape))
-                param.copy_((torch.rand(param.shape, generator=generator) * 2 - 1) * bound)
+                param.uniform_(-bound, bound, generator=generator)
         model.embed_tokens.weight[PAD_IDX].zero_()
     return model.eval().requires_grad_(False)
 
@@ -48,15 +54,20 @@ def write_test_esm_checkpoint(
     embed_dim: int = 320,
     attention_heads: int = 20,
     seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
 ) -> Path:
     """Write a random ESM-2 in fair-esm's hub format, as the released files are laid out.
 
     `{"cfg": {"model": {...}}, "model": {...}}` with `encoder.sentence_encoder.` prefixes
     on the encoder, `encoder.lm_head.*` and per-layer `rot_emb.inv_freq` entries, so
-    loading it exercises the same key handling as a real download.
+    loading it exercises the same key handling as a real download. `dtype` stores the
+    encoder weights in that precision (FP16 halves a 3B file, as users who convert
+    theirs do); the loader accepts any floating dtype. `device` is where the weights
+    are drawn (see `random_esm2`); the file always holds CPU tensors.
     """
     config = EsmConfig(num_layers, embed_dim, attention_heads)
-    model = random_esm2(config, seed)
+    model = random_esm2(config, seed, device).to("cpu", dtype)
     state = {f"encoder.sentence_encoder.{k}": v for k, v in model.state_dict().items()}
     head_dim = config.head_dim
     inv_freq = 1.0 / (10000 ** (torch.arange(0, head_dim, 2).float() / head_dim))

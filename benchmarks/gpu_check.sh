@@ -35,9 +35,10 @@ section_esm() {
     python3 -m pytest -q -m "gpu or not slow" \
         tests/test_esm_checkpoint.py tests/test_esm_model.py tests/test_esm_embedder.py \
         2>&1 | tee "$RESULTS/esm_tests.txt" || rc=1
-    # 3B architecture, random weights: fair-esm FP32 and BF16 autocast vs ours.
+    # 3B architecture, random weights: fair-esm FP32 and BF16 autocast vs ours, the
+    # measured matmul ceiling, and where ours spends its time (esm_profile.txt).
     python3 benchmarks/esm_throughput.py --model esm2_t36_3B_UR50D --n 5000 \
-        --out "$RESULTS/esm_throughput.md" 2>&1 | tee "$RESULTS/esm_throughput.log" || rc=1
+        --out "$RESULTS/esm_throughput.md" --profile "$RESULTS/esm_profile.txt" 2>&1 | tee "$RESULTS/esm_throughput.log" || rc=1
     return $rc
 }
 
@@ -63,10 +64,12 @@ section_flow() {
 status=0
 run_section() {
     echo "== $1 =="
+    local started=$SECONDS
     if ! "$1"; then
         echo "== $1 FAILED =="
         status=1
     fi
+    echo "== $1 took $((SECONDS - started)) s ==" | tee -a "$RESULTS/timings.txt"
 }
 
 # `bash benchmarks/gpu_check.sh esm flow` runs only those sections (each device call is

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,8 +60,20 @@ class Row:
     variant: str
     batching: str
     precision: str
-    seconds: float
-    embeddings: np.ndarray
+    seconds: float = float("nan")
+    embeddings: np.ndarray | None = None
+    error: str | None = None  # a failed variant is reported, and the others still run
+
+
+def measure(row: Row, run, sequences: list[str], warm_up: int) -> Row:
+    """Fill `row` with `run`'s timing and result, or with its error (traceback on stderr):
+    one failure on a lent GPU must not cost the other variants' numbers."""
+    try:
+        row.seconds, row.embeddings = timed(run, sequences, warm_up)
+    except Exception as error:  # reported in the table; the benchmark goes on
+        traceback.print_exc()
+        row.error = f"{type(error).__name__}: {error}".splitlines()[0][:200]
+    return row
 
 
 def fair_esm_reference(model: Esm2, device: torch.device) -> esm.model.esm2.ESM2:
@@ -100,18 +113,18 @@ def run_fair_esm(
 ) -> list[Row]:
     """Variants (a) and (b); the reference model is freed on return."""
     reference = fair_esm_reference(model, device)
-    rows = []
-    for variant, max_tokens, autocast, precision in [
-        ("(a) fair-esm", 2048, False, "FP32"),
-        ("(b) fair-esm", 3072, True, "BF16 autocast"),
-    ]:
-        seconds, result = timed(
+    return [
+        measure(
+            Row(variant, f"padded, {max_tokens:,} tokens", precision),
             lambda seqs, m=max_tokens, a=autocast: fair_esm_embed(reference, seqs, m, a, device),
             sequences,
             warm_up,
         )
-        rows.append(Row(variant, f"padded, {max_tokens:,} tokens", precision, seconds, result))
-    return rows
+        for variant, max_tokens, autocast, precision in [
+            ("(a) fair-esm", 2048, False, "FP32"),
+            ("(b) fair-esm", 3072, True, "BF16 autocast"),
+        ]
+    ]
 
 
 def timed(run, sequences: list[str], warm_up: int) -> tuple[float, np.ndarray]:
@@ -196,23 +209,22 @@ def main() -> None:
     if on_gpu:
         torch.cuda.empty_cache()
 
-    embedder = EsmEmbedder(model, device=str(device), max_tokens=args.max_tokens)
-    # Compiled: warm up on everything so every step shape is compiled before timing.
-    warm_up = n if embedder.compile else min(n, 64)
-    seconds, result = timed(embedder.embed, sequences, warm_up)
-    backend = select_attention_backend(device, embedder.dtype)
-    precision = {torch.bfloat16: "BF16", torch.float16: "FP16"}.get(embedder.dtype, "FP32")
-    rows.append(
-        Row(
-            "(c) ours",
-            f"packed, {embedder.max_tokens:,} tokens, {backend} attention"
-            + (", compiled" if embedder.compile else ""),
-            precision,
-            seconds,
-            result,
+    # On a GPU ours also runs uncompiled, to show what compile buys (or, should compile
+    # fail on this torch, still give a figure). (c), the default, is always last.
+    variants = [("(c′) ours, eager", False), ("(c) ours", None)] if on_gpu else [("(c) ours", None)]
+    for variant, compile in variants:
+        # The embedders share `model` (each casts it to the same device and dtype).
+        embedder = EsmEmbedder(
+            model, device=str(device), max_tokens=args.max_tokens, compile=compile
         )
-    )
-    if args.profile:
+        backend = select_attention_backend(device, embedder.dtype)
+        precision = {torch.bfloat16: "BF16", torch.float16: "FP16"}.get(embedder.dtype, "FP32")
+        batching = f"packed, {embedder.max_tokens:,} tokens, {backend} attention"
+        # Compiled: warm up on everything so every step shape is compiled before timing.
+        warm_up = n if embedder.compile else min(n, 64)
+        row = Row(variant, batching + (", compiled" if embedder.compile else ""), precision)
+        rows.append(measure(row, embedder.embed, sequences, warm_up))
+    if args.profile and not rows[-1].error:
         write_profile(embedder, sequences, args.profile)
     ceiling = matmul_ceiling_tflops(device) if on_gpu else None
 
@@ -238,15 +250,21 @@ def render(rows, config, name, params, device, n, tokens, flops, ceiling) -> str
     ]
     baseline = rows[0].embeddings
     for row in rows:
-        cos = cosines(row.embeddings, baseline)
+        if row.error:
+            lines.append(f"| {row.variant} | {row.batching} | {row.precision} | "
+                         f"failed: {row.error} | | | | |")  # fmt: skip
+            continue
+        cos = cosines(row.embeddings, baseline) if baseline is not None else np.full(1, np.nan)
         lines.append(
             f"| {row.variant} | {row.batching} | {row.precision} | {row.seconds:.2f} | "
             f"{tokens / row.seconds:,.0f} | {flops / row.seconds / 1e12:.3f} | "
             f"{cos.mean():.6f} | {cos.min():.6f} |"
         )
-    speedup = rows[0].seconds / rows[-1].seconds
-    lines += ["", f"Speed-up of (c) over (a), end to end: {speedup:.1f}×."]
-    if ceiling:
+    lines.append("")
+    if not (rows[0].error or rows[-1].error):
+        speedup = rows[0].seconds / rows[-1].seconds
+        lines.append(f"Speed-up of (c) over (a), end to end: {speedup:.1f}×.")
+    if ceiling and not rows[-1].error:
         ours = flops / rows[-1].seconds / 1e12
         lines.append(
             f"Measured ceiling (8192³ BF16 matrix product): {ceiling:.0f} TFLOP/s, i.e. "

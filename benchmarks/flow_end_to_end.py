@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -123,6 +124,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=50_000 if gpu else 600)
     parser.add_argument("--out", type=Path, help="also write the table (markdown) here")
+    parser.add_argument(
+        "--keep-report",
+        type=Path,
+        help="copy the flow's report.md and telemetry.json into this directory",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -132,6 +138,10 @@ def main() -> None:
         models = write_models(tmp / "models", gpu)
         bare = bare_loop(tmp / "bare", reads, models)
         flow = flow_run(reads, models, tmp / "flow", gpu)
+        if args.keep_report:  # the report's NVML figures go into RESULTS.md
+            args.keep_report.mkdir(parents=True, exist_ok=True)
+            for name in ("report.md", "telemetry.json"):
+                shutil.copy(tmp / "flow" / name, args.keep_report / f"flow_{name}")
 
     label = "GPU, 3B-architecture models" if gpu else "CPU smoke, small models (not a perf figure)"
     device = torch.cuda.get_device_name() if gpu else "CPU"

@@ -57,6 +57,7 @@ section_flow() {
     # The flow on one GPU (LocalCUDACluster) vs the bare engine loop, 50,000 frames,
     # 3B-architecture models; the report it writes shows real NVML figures.
     python3 benchmarks/flow_end_to_end.py --out "$RESULTS/flow_end_to_end.md" \
+        --keep-report "$RESULTS" \
         2>&1 | tee "$RESULTS/flow_end_to_end.log" || rc=1
     return $rc
 }

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -98,6 +99,12 @@ def test_markdown_without_optional_parts() -> None:
     text = render_markdown(RUN)
     assert "## Scaling" not in text and "## Machine" not in text
     assert "## Events\n\n(none)" in text
+
+
+def test_unmeasured_utilisation_reads_n_a_without_a_unit() -> None:
+    assert "- Mean GPU utilisation: 75.0%;" in render_markdown(RUN)
+    cpu_run = dataclasses.replace(RUN, mean_utilisation=None)
+    assert "- Mean GPU utilisation: n/a; packing" in render_markdown(cpu_run)
 
 
 def test_tables_for_artifacts() -> None:

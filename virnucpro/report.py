@@ -69,12 +69,13 @@ def evaluate_targets(run: RunTelemetry, targets: list[Target] | None = None) -> 
     return [replace(t, value=metrics[t.name]) for t in chosen.values()]
 
 
-def _number(value: float | None, digits: int = 1) -> str:
+def _number(value: float | None, digits: int = 1, unit: str = "") -> str:
+    """`value` with its unit, or "n/a" alone when it was not measured."""
     if value is None:
         return "n/a"
     if math.isinf(value):
-        return "∞"
-    return f"{value:,.{digits}f}"
+        return "∞" + unit
+    return f"{value:,.{digits}f}{unit}"
 
 
 def _percent(value: float | None) -> str:
@@ -149,7 +150,7 @@ def render_markdown(
         f"- Throughput: {_number(run.tokens_per_second)} tokens/s, "
         f"{_number(run.sequences_per_second, 2)} sequences/s",
         f"- Batches: {run.batches:,}; groups: {run.groups_done:,}; OOM splits: {run.oom_splits}",
-        f"- Mean GPU utilisation: {_number(run.mean_utilisation)}%; "
+        f"- Mean GPU utilisation: {_number(run.mean_utilisation, unit='%')}; "
         f"packing efficiency: {_percent(run.packing_efficiency)}",
         "",
         "## Workers",

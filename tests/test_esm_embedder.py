@@ -207,3 +207,51 @@ def test_single_sequence_that_runs_out_of_memory_is_reraised(small_model, monkey
     monkeypatch.setattr(esm_model, "attention", always_oom)
     with pytest.raises(torch.OutOfMemoryError):
         fp32_embedder(small_model).embed(["MKV", "LLA"])
+
+
+# --- compile ---------------------------------------------------------------------------
+
+
+def test_failed_compile_falls_back_to_eager_once(small_model, monkeypatch, caplog):
+    sequences = proteins([12, 40, 99, 166, 7, 60], seed=6)
+    want = fp32_embedder(small_model).embed(sequences)
+    attempts = []
+
+    def broken_compile(model, **options):
+        def compiled(*inputs):
+            attempts.append(len(inputs))
+            raise RuntimeError("backend compiler failed (injected)")
+
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    embedder = fp32_embedder(small_model, compile=True, max_tokens=300)
+    with caplog.at_level(logging.WARNING, logger="virnucpro.esm_embedder"):
+        got = embedder.embed(sequences)
+    np.testing.assert_allclose(got, want, atol=2e-5, rtol=0)
+    assert embedder.last_stats.steps > 1 and len(attempts) == 1  # later steps run eager
+    assert not embedder.compile
+    assert [r.message for r in caplog.records] == [
+        "torch.compile failed, ESM-2 continues uncompiled: backend compiler failed (injected)"
+    ]
+
+
+def test_out_of_memory_in_the_compiled_model_splits_instead_of_falling_back(
+    small_model, monkeypatch
+):
+    sequences = proteins([12, 40, 99, 166, 7, 60], seed=6)
+    want = fp32_embedder(small_model).embed(sequences)
+
+    def compile_short_of_memory(model, **options):
+        def compiled(tokens, positions, cu_seqlens, max_len):
+            if len(cu_seqlens) - 1 > 2:  # sequences (and the padding segment) in the step
+                raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+            return model(tokens, positions, cu_seqlens, max_len)
+
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", compile_short_of_memory)
+    embedder = fp32_embedder(small_model, compile=True)
+    got = embedder.embed(sequences)
+    np.testing.assert_allclose(got, want, atol=2e-5, rtol=0)
+    assert embedder.compile and embedder.last_stats.oom_splits > 0

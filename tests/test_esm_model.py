@@ -112,7 +112,7 @@ def test_forward_traces_as_one_graph_for_compile():
     """fullgraph=True fails on any graph break, so compile can fuse the whole forward."""
     model = random_esm2(EsmConfig(2, 64, 4), seed=8)
     encoded = encode_proteins(random_proteins([5, 99, 166, 40], seed=8))
-    compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
+    compiled = torch.compile(model, backend="aot_eager", fullgraph=True, dynamic=True)
     for indices in ([0, 1, 2, 3], [2, 0]):  # two shapes: no failure on a new shape
         batch = pack_batch(encoded, np.array(indices), pad_tokens_to=256)
         inputs = [torch.from_numpy(x) for x in (batch.tokens, batch.positions, batch.cu_seqlens)]
@@ -125,12 +125,20 @@ def test_forward_traces_as_one_graph_for_compile():
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_inductor_compiled_embedder_matches_eager_on_cpu():
-    sequences = random_proteins([3, 30, 99, 166, 120, 7], seed=9)
-    want = embed_fp32(random_esm2(EsmConfig(2, 64, 4), seed=9), sequences)
-    compiled = EsmEmbedder(random_esm2(EsmConfig(2, 64, 4), seed=9), "cpu", "fp32", compile=True)
-    got = compiled.embed(sequences)
-    assert compiled.last_stats.padding_tokens > 0
-    np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+    """Compiled once (dynamic shapes) for steps of every size, and still exact."""
+    from torch._dynamo.utils import counters
+
+    sets = [random_proteins([3, 30, 99, 166, 120, 7], seed=9), random_proteins([50] * 9, seed=10)]
+    model = random_esm2(EsmConfig(2, 64, 4), seed=9)
+    wants = [embed_fp32(model, sequences) for sequences in sets]
+    compiled = EsmEmbedder(model, "cpu", "fp32", compile=True, max_tokens=300)
+    graphs_before = counters["stats"]["unique_graphs"]
+    for sequences, want in zip(sets, wants, strict=True):
+        got = compiled.embed(sequences)
+        assert compiled.last_stats.padding_tokens > 0 and compiled.last_stats.steps > 1
+        np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+    assert compiled.compile  # no fallback to eager happened
+    assert counters["stats"]["unique_graphs"] - graphs_before == 1
 
 
 def per_sequence_attention(q, k, v, cu_seqlens):
@@ -197,6 +205,7 @@ def test_gpu_compiled_forward_equals_eager():
     want = eager.embed(sequences)
     got = compiled.embed(sequences)
     got_again = compiled.embed(sequences[::-1])[::-1]  # second shape set: no failure on reuse
+    assert compiled.compile  # compiled for real: no fallback to eager
     assert compiled.last_stats.padding_tokens > 0
     assert cosine(got, want).min() >= 0.999
     assert cosine(got_again, want).min() >= 0.999

@@ -21,9 +21,10 @@ Input rules (the original tool only fed stop-free frames, so these cover user in
   residues, i.e. over positions 1 … min(len, 1022) (BOS and EOS excluded); SPEC's bound
   min(len, 1024) never binds after truncation. Truncations are logged once per call.
 
-Speed tricks, each in one place: packing without padding (`pack_batch`), static
-shapes for `torch.compile` (`pad_tokens_to`), the attention backend (`esm_model`),
-pooling by `index_add_` on the device with one non-blocking copy per step.
+Speed tricks, each in one place: packing without padding (`pack_batch`), one
+dynamic-shape `torch.compile` graph fed aligned sizes (`pad_tokens_to`), the attention
+backend (`esm_model`), pooling by `index_add_` on the device with one non-blocking
+copy per step.
 """
 
 from __future__ import annotations
@@ -38,7 +39,12 @@ from typing import NoReturn
 import numpy as np
 import torch
 
-from virnucpro.batching import EmbedStats, run_splitting_on_oom, token_budget_batches
+from virnucpro.batching import (
+    EmbedStats,
+    is_out_of_memory,
+    run_splitting_on_oom,
+    token_budget_batches,
+)
 from virnucpro.device import Precision, resolve_device, resolve_dtype
 from virnucpro.errors import InputError
 from virnucpro.esm_checkpoint import load_esm2
@@ -125,7 +131,7 @@ class PackedBatch:
     """One step's sequences packed end to end as `<cls> residues <eos>` each.
 
     With `pad_tokens_to > 1` a dummy segment of padding tokens fills the step up to a
-    multiple of it, so compiled kernels see few distinct shapes; it is pooled into an
+    multiple of it, so compiled kernels always see aligned sizes; it is pooled into an
     extra row that is dropped.
     """
 
@@ -163,7 +169,7 @@ def pack_batch(encoded: EncodedProteins, indices: np.ndarray, pad_tokens_to: int
     weights[target] = np.repeat(1.0 / residues, residues)
 
     max_len = int(segment_lengths.max())
-    if pad_tokens_to > 1:  # fewer distinct values for compile to specialise on
+    if pad_tokens_to > 1:  # aligned like the token count
         max_len = -(-max_len // 128) * 128
     return PackedBatch(
         tokens=tokens,
@@ -194,8 +200,9 @@ class EsmEmbedder:
 
         `max_tokens` bounds the packed tokens per step (default 16384 on CUDA, 4096 on
         the CPU). `compile` (default: on CUDA only) wraps the model in `torch.compile`.
-        `pad_tokens_to` pads each step to a multiple of it so compiled kernels see few
-        shapes (default 256 when compiling, else 1: no padding).
+        `pad_tokens_to` pads each step to a multiple of it so compiled kernels see
+        aligned sizes (default 256 when compiling, else 1: no padding). A compile that
+        fails falls back to eager, logged once.
         """
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(precision, self.device)
@@ -208,7 +215,9 @@ class EsmEmbedder:
                 model_or_checkpoint, device=self.device, dtype=self.dtype
             )
         self.model = model_or_checkpoint.to(device=self.device, dtype=self.dtype).eval()
-        self._forward = torch.compile(self.model) if self.compile else self.model
+        # dynamic=True: one graph for every step size, instead of a recompile when the
+        # sequence count, packed length or longest sequence first changes (4 graphs).
+        self._forward = torch.compile(self.model, dynamic=True) if self.compile else self.model
         self.last_stats = EmbedStats()
         log.info(
             "ESM-2 embedder on %s in %s, %d tokens per step, compile=%s",
@@ -263,6 +272,20 @@ class EsmEmbedder:
         self.last_stats = stats
         return out
 
+    def _run_model(self, *inputs) -> torch.Tensor:
+        """The model, compiled where asked; should compiling fail (a torch or driver
+        problem, not an input one), log it once and go on uncompiled rather than lose
+        the run. Out-of-memory is left to the caller's split-and-retry."""
+        try:
+            return self._forward(*inputs)
+        except Exception as error:
+            if self._forward is self.model or is_out_of_memory(error):
+                raise
+            log.warning("torch.compile failed, ESM-2 continues uncompiled: %s", error)
+            self._forward = self.model
+            self.compile = False
+            return self.model(*inputs)
+
     def _embed_packed(self, batch: PackedBatch) -> torch.Tensor:
         """Forward and pool one packed step; returns a host tensor (copy may be in flight)."""
         pin = self.device.type == "cuda"
@@ -278,7 +301,7 @@ class EsmEmbedder:
                 to_device, (batch.tokens, batch.positions, batch.cu_seqlens)
             )
             segments, weights = to_device(batch.segments), to_device(batch.weights)
-            hidden = self._forward(tokens, positions, cu_seqlens, batch.max_len)
+            hidden = self._run_model(tokens, positions, cu_seqlens, batch.max_len)
             pooled = torch.zeros(batch.count + 1, self.dim, device=self.device)
             pooled.index_add_(0, segments, hidden.float() * weights[:, None])
             host = torch.empty(batch.count, self.dim, pin_memory=pin)

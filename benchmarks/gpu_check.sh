@@ -42,6 +42,12 @@ section_esm() {
     return $rc
 }
 
+section_load() {
+    # A worker's start-up: fair-esm's loading (the original's) vs ours, 3B FP16 file.
+    python3 benchmarks/esm_load.py --out "$RESULTS/esm_load.md" 2>&1 \
+        | tee "$RESULTS/esm_load.log"
+}
+
 section_dnabert() {
     local rc=0
     python3 -m pytest -q -m "gpu or not slow" tests/test_dnabert.py tests/test_classifier.py \
@@ -76,7 +82,7 @@ run_section() {
 # `bash benchmarks/gpu_check.sh esm flow` runs only those sections (each device call is
 # capped at 10 minutes); no argument runs them all.
 setup || exit 1
-for name in "${@:-esm dnabert flow}"; do
+for name in "${@:-esm load dnabert flow}"; do
     for section in $name; do run_section "section_$section"; done
 done
 exit $status

@@ -39,19 +39,38 @@ def test_hub_format_file_loads_with_config_from_cfg(tmp_path):
     assert not any(p.requires_grad for p in model.parameters())
 
 
-def test_hub_file_with_namespace_cfg_loads_like_fair_esm_loads_it(tmp_path):
+def test_hub_file_loads_like_fair_esm_loads_it(tmp_path):
     """Same file through fair-esm's own v2 loader (which reads cfg by attribute)."""
-    data = torch.load(write_test_esm_checkpoint(tmp_path / "a.pt", 2, 64, 4), weights_only=True)
-    data["cfg"] = {"model": argparse.Namespace(**data["cfg"]["model"])}
-    path = tmp_path / "esm2_namespace.pt"
-    torch.save(data, path)
-
+    path = write_test_esm_checkpoint(tmp_path / "a.pt", 2, 64, 4)
     _, ours = load_esm2(path)
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        data = torch.load(path, weights_only=True)
     with pytest.warns(UserWarning, match="Regression weights not found"):
         theirs, _ = esm.pretrained.load_model_and_alphabet_core("esm2_test", data)
     their_state = theirs.state_dict()
     for key, value in ours.state_dict().items():
         assert torch.equal(value, their_state[key]), key
+
+
+def test_hub_file_with_a_plain_dict_cfg_loads_too(tmp_path):
+    path = write_test_esm_checkpoint(tmp_path / "a.pt", 3, 96, 6)
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        data = torch.load(path, weights_only=True)
+    data["cfg"] = {"model": vars(data["cfg"]["model"])}
+    torch.save(data, tmp_path / "dict_cfg.pt")
+    config, _ = load_esm2(tmp_path / "dict_cfg.pt")
+    assert config == EsmConfig(3, 96, 6)
+
+
+def test_model_trained_without_token_dropout_is_refused(tmp_path):
+    """Its embeddings would need no ×0.88 rescale; no released ESM-2 is like that."""
+    path = write_test_esm_checkpoint(tmp_path / "a.pt", 2, 64, 4)
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        data = torch.load(path, weights_only=True)
+    data["cfg"]["model"].token_dropout = False
+    torch.save(data, tmp_path / "no_dropout.pt")
+    with pytest.raises(CheckpointError, match=r"no_dropout\.pt: cfg says token_dropout=False"):
+        load_esm2(tmp_path / "no_dropout.pt")
 
 
 def test_plain_fair_esm_state_dict_with_heads_from_table(tmp_path):

@@ -12,6 +12,7 @@ misplaced operation changes the output visibly.
 
 from __future__ import annotations
 
+import argparse
 import math
 import random
 import subprocess
@@ -59,7 +60,7 @@ def write_test_esm_checkpoint(
 ) -> Path:
     """Write a random ESM-2 in fair-esm's hub format, as the released files are laid out.
 
-    `{"cfg": {"model": {...}}, "model": {...}}` with `encoder.sentence_encoder.` prefixes
+    `{"cfg": {"model": Namespace(...)}, "model": {...}}` with `encoder.sentence_encoder.` prefixes
     on the encoder, `encoder.lm_head.*` and per-layer `rot_emb.inv_freq` entries, so
     loading it exercises the same key handling as a real download. `dtype` stores the
     encoder weights in that precision (FP16 halves a 3B file, as users who convert
@@ -81,13 +82,14 @@ def write_test_esm_checkpoint(
     state["encoder.lm_head.dense.bias"] = torch.zeros(embed_dim)
     state["encoder.lm_head.layer_norm.weight"] = torch.ones(embed_dim)
     state["encoder.lm_head.layer_norm.bias"] = torch.zeros(embed_dim)
+    # An attribute bag, as fair-esm's loader reads it (`cfg["model"].encoder_layers`).
     cfg = {
-        "model": {
-            "encoder_layers": num_layers,
-            "encoder_embed_dim": embed_dim,
-            "encoder_attention_heads": attention_heads,
-            "token_dropout": True,
-        }
+        "model": argparse.Namespace(
+            encoder_layers=num_layers,
+            encoder_embed_dim=embed_dim,
+            encoder_attention_heads=attention_heads,
+            token_dropout=True,
+        )
     }
     path = Path(path)
     torch.save({"cfg": cfg, "model": state}, path)

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
-import shutil
 import sys
 import types
 
 import numpy as np
 import pytest
 import torch
+from helpers import copy_with_remote_code
 
 from virnucpro import dnabert
 from virnucpro.dnabert import DnabertConfig, force_pytorch_attention, load_dnabert
@@ -116,10 +115,7 @@ def test_sequence_longer_than_position_table_is_an_error(embedder):
 
 
 def test_remote_code_needs_explicit_permission(model_dir, tmp_path):
-    remote = shutil.copytree(model_dir, tmp_path / "remote")
-    config = json.loads((remote / "config.json").read_text())
-    config["auto_map"] = {"AutoModel": "bert_layers.BertModel"}
-    (remote / "config.json").write_text(json.dumps(config))
+    remote = copy_with_remote_code(model_dir, tmp_path / "remote")
     with pytest.raises(CheckpointError, match="trust_remote_code=True"):
         load_dnabert(DnabertConfig(model=str(remote)))
 

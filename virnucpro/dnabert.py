@@ -149,13 +149,7 @@ def load_dnabert(config: DnabertConfig) -> DnabertEmbedder:
     """Load tokenizer and model by hub name or local snapshot, ready for inference."""
     from transformers import AutoModel, AutoTokenizer
 
-    remote = needs_remote_code(config.model)
-    if remote and not config.trust_remote_code:
-        raise CheckpointError(
-            f"{config.model}: this model ships its own Python code (DNABERT-S's ALiBi BERT), "
-            "which runs when it is loaded; pass trust_remote_code=True "
-            "(CLI: --trust-remote-code) if you trust the model's source"
-        )
+    remote = _remote_code_allowed(config.model, config.trust_remote_code)
     device = resolve_device(config.device)
     dtype = resolve_dtype(config.precision, device)
     with _remote_code_compat() if remote else contextlib.nullcontext():
@@ -178,6 +172,29 @@ def load_dnabert(config: DnabertConfig) -> DnabertEmbedder:
         max_tokens=config.max_tokens,
         max_positions=absolute_position_limit(model),
     )
+
+
+def check_source(model: str, trust_remote_code: bool) -> None:
+    """Before a run's first step: a local snapshot must exist, and code it ships needs
+    permission. Hub names are checked when loaded (that may need the network)."""
+    if Path(model).is_dir():
+        _remote_code_allowed(model, trust_remote_code)
+    elif Path(model).is_absolute() or model.startswith((".", "~")) or model.count("/") > 1:
+        raise CheckpointError(
+            f"{model}: no such directory, and not a Hugging Face hub name (organisation/name)"
+        )
+
+
+def _remote_code_allowed(model: str, trust_remote_code: bool) -> bool:
+    """Whether loading runs the model's own code; an error if it would without permission."""
+    remote = needs_remote_code(model)
+    if remote and not trust_remote_code:
+        raise CheckpointError(
+            f"{model}: this model ships its own Python code (DNABERT-S's ALiBi BERT), "
+            "which runs when it is loaded; pass trust_remote_code=True "
+            "(CLI: --trust-remote-code) if you trust the model's source"
+        )
+    return remote
 
 
 def needs_remote_code(model: str) -> bool:

@@ -84,18 +84,21 @@ def load_esm2(
     return config, model
 
 
-def resolve_checkpoint(name_or_path: str | Path) -> Path:
-    """A path as given, or for a known model name the cached (downloaded if need be) file."""
-    path = Path(name_or_path)
-    if path.exists():
-        return path
-    name = str(name_or_path)
-    if name not in ESM2_MODELS:
+def check_source(name_or_path: str | Path) -> None:
+    """Refuse what is neither a file nor a known model name, without reading or
+    downloading anything (a run checks this before its first step)."""
+    if not Path(name_or_path).exists() and str(name_or_path) not in ESM2_MODELS:
         raise CheckpointError(
-            f"{name}: no such file, and not a known ESM-2 model name "
+            f"{name_or_path}: no such file, and not a known ESM-2 model name "
             f"(known: {', '.join(ESM2_MODELS)})"
         )
-    return download(name)
+
+
+def resolve_checkpoint(name_or_path: str | Path) -> Path:
+    """A path as given, or for a known model name the cached (downloaded if need be) file."""
+    check_source(name_or_path)
+    path = Path(name_or_path)
+    return path if path.exists() else download(str(name_or_path))
 
 
 def hub_file(name: str) -> Path:

@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from virnucpro import dnabert, esm_checkpoint
 from virnucpro.assembly import InputResult, assemble_outputs
 from virnucpro.config import PredictConfig
-from virnucpro.errors import InputError
+from virnucpro.errors import CheckpointError, InputError
 from virnucpro.fasta import fasta_stem
 from virnucpro.group_inference import GroupSummary, read_scores, run_group
 from virnucpro.planning import Group, plan_groups, read_frames
@@ -35,7 +36,14 @@ def input_out_dir(config: PredictConfig, reads: Path) -> Path:
 
 
 def check_inputs(config: PredictConfig) -> None:
-    """Refuse inputs whose outputs would collide (same stem) before any work."""
+    """Before any work: refuse inputs whose outputs would collide (same stem), and
+    models that cannot be found, so a typo costs seconds, not a preparation and a
+    cluster start. Weights are read later, by whoever runs the groups."""
+    models = config.models
+    if not models.classifier.is_file():
+        raise CheckpointError(f"{models.classifier}: classifier file not found")
+    esm_checkpoint.check_source(models.esm_model)
+    dnabert.check_source(models.dnabert_model, models.trust_remote_code)
     stems: dict[str, Path] = {}
     for path in config.reads:
         stem = fasta_stem(path)

@@ -154,3 +154,16 @@ def test_record_numbers_count_across_blocks(tmp_path, workers):
     with pytest.raises(InputError) as error:
         prepare_reads(path, 300, tmp_path / "out", workers=workers, block_bytes=5_000)
     assert str(error.value) == expected
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_blocks_hold_whole_records_and_a_small_file_is_one_block(tmp_path, compress):
+    records = [f">r{i}\n{'ACGT' * (10 + i % 7)}\n".encode() for i in range(300)]
+    records[150] = b">long\n" + b"ACGT" * 3000 + b"\n"  # longer than a block
+    data = b"".join(records)
+    path = _write(tmp_path, gzip.compress(data) if compress else data)
+    blocks = [block.data for block in FastaReader(path).blocks(5_000)]
+    assert b"".join(blocks) == data
+    assert all(block.startswith(b">") and block.endswith(b"\n") for block in blocks)
+    assert len(blocks) > 3 and max(map(len, blocks)) > 12_000
+    assert [block.data for block in FastaReader(path).blocks(len(data))] == [data]

@@ -129,15 +129,21 @@ class RecordError(InputError):
 
 
 def _split_at_records(stream: BinaryIO, block_bytes: int) -> Iterator[bytes]:
-    carry = b""
-    while more := stream.read(block_bytes):
-        buffer = carry + more
+    """Whole records, about `block_bytes` at a time. Reading one block ahead lets the
+    end of input close the last block, so a file smaller than a block is one block
+    (and is prepared in-process, with no worker pool to start)."""
+    buffer = stream.read(block_bytes)
+    while buffer:
+        more = stream.read(block_bytes)
+        if not more:
+            yield buffer
+            return
         cut = buffer.rfind(b"\n>") + 1
         if cut:
             yield buffer[:cut]
-        carry = buffer[cut:]  # without a cut, one record is longer than a block: read on
-    if carry:
-        yield carry
+            buffer = buffer[cut:] + more
+        else:  # one record is longer than a block: read on
+            buffer += more
 
 
 def parse_block(block: RecordBlock) -> list[Read]:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from table_output import publish
+from table_output import publish, target_line
 
 from virnucpro.classifier import load_classifier, predict_proba
 from virnucpro.dnabert import DnabertConfig, load_dnabert
@@ -165,6 +165,10 @@ def main() -> None:
             f"| {name} | {frames:,} | {tokens:,} | {seconds:.1f} | {rate:,.0f} | "
             f"{rate / bare_rate:.0%} |"
         )
+    if gpu:  # issue 5's target (≥ 50,000 frames, 3B-architecture models)
+        lines.append("")
+        for name, _, _, _, rate in rows[1:]:
+            lines.append(target_line(name.split(" (")[0], rate / bare_rate, 0.85, "{:.0%}"))
     publish(lines, args.out)
 
 

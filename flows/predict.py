@@ -30,6 +30,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from tasks.cluster import GPU_RESOURCE, ClusterSpec, ensure_prefect_api, task_runner
 from tasks.groups import embed_classify_group
+from tasks.library_logs import route_library_logs
 from tasks.monitoring import RunMonitor
 from tasks.preparation import assemble, plan, prepare
 from tasks.report import publish_report
@@ -131,6 +132,7 @@ def predict(
     min_tokens_per_second: float | None = None,
 ) -> dict:
     """Predict viral reads in FASTA files (or directories of them)."""
+    route_library_logs()
     spec = ClusterSpec(scheduler_address, tuple(gpus) if gpus else None, cpu_workers)
     config = PredictConfig(
         reads=tuple(find_fasta_files([Path(r) for r in reads])),

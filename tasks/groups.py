@@ -7,6 +7,7 @@ import dataclasses
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.library_logs import route_library_logs
 from virnucpro import pipeline
 from virnucpro.config import PredictConfig
 from virnucpro.group_inference import GroupSummary, run_group
@@ -31,6 +32,7 @@ def _dask_worker():
 def embed_classify_group(group: Group, config: PredictConfig, fingerprint: str) -> GroupSummary:
     """Run one group (models stay loaded in the worker between groups); a complete
     result from an earlier run is reused, so a retry or a resumed run skips it."""
+    route_library_logs()  # in the worker process: model loading, OOM splits, truncations
     worker = _dask_worker()
     summary = run_group(
         group,

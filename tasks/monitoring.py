@@ -1,16 +1,22 @@
 """Watching the GPU stage while it runs: terminal dashboard, events, worker telemetry.
 
 The flow process holds the Dask client; from it we read which worker holds which
-group, the group events workers log when they finish, and Dask's own work-stealing
-events. GPU figures come from NVML in this process (no CUDA context), so on a local
-cluster the dashboard shows each worker's GPU; on a remote cluster, the workers'
-Prometheus gauges (dashboards/) carry them instead.
+group, the group events workers log when they finish (with their tokens and compute
+time, hence each worker's throughput), and Dask's own work-stealing events. The view is
+refreshed when a group ends and on a timer in between, since a GPU's load and queue
+change during a group that takes minutes. GPU figures come from NVML in this process
+(no CUDA context), so on a local cluster the dashboard shows each worker's GPU; on a
+remote cluster, the workers' Prometheus gauges (dashboards/) carry them instead.
 """
 
 from __future__ import annotations
 
+import contextvars
+import logging
+import threading
 import time
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 
 from distributed import Client
@@ -26,6 +32,23 @@ _STEAL_CONFIRMED = (
     "confirm"  # distributed's stealing log: ("confirm", key, state, victim, thief, …)
 )
 
+log = logging.getLogger(__name__)
+
+REFRESH_THREAD = "virnucpro-dashboard-refresh"
+
+
+def worker_throughput(group_messages: Iterable[tuple[float, dict]]) -> dict[str, float]:
+    """ESM-2 tokens per second of compute (reading and model loading excluded) of each
+    worker, over the groups it computed so far; skipped groups computed nothing."""
+    tokens: Counter[str] = Counter()
+    seconds: Counter[str] = Counter()
+    for _, message in group_messages:
+        compute = message["seconds"] - message["wait_seconds"]
+        if not message["skipped"] and compute > 0:
+            tokens[message["worker_name"]] += message["tokens"]
+            seconds[message["worker_name"]] += compute
+    return {name: tokens[name] / seconds[name] for name in seconds}
+
 
 class RunMonitor:
     """Feeds the terminal dashboard and collects the run's events."""
@@ -37,33 +60,56 @@ class RunMonitor:
         throughput_log: Path,
         total_groups: int,
         worker_gpus: dict[str, int],
+        dashboard: Dashboard | None = None,
     ):
         """`telemetry_dir`: this run's worker JSON; `throughput_log`: the CSV every run
-        appends to; `worker_gpus`: worker name → GPU index on a local cluster (else {})."""
+        appends to; `worker_gpus`: worker name → GPU index on a local cluster (else {});
+        `dashboard`'s `interval` is also how often the view refreshes between groups."""
         self.client = client
         self.worker_gpus = worker_gpus
         self.total = total_groups
         self.failures: list[RunEvent] = []
         self.done: Counter[str] = Counter()
         self.gpus = GpuMonitor()
-        self.dashboard = Dashboard()
+        self.dashboard = dashboard or Dashboard()
+        self._lock = threading.Lock()  # the flow's thread and the timer both refresh
+        self._stop = threading.Event()
+        # The timer runs in a copy of this context, so what it logs belongs to the run.
+        self._timer = threading.Thread(
+            target=contextvars.copy_context().run,
+            args=(self._refresh_on_timer,),
+            name=REFRESH_THREAD,
+            daemon=True,
+        )
         client.register_plugin(WorkerTelemetryPlugin(telemetry_dir, throughput_log))
 
     def __enter__(self) -> RunMonitor:
         self.dashboard.__enter__()
         self.refresh()
+        self._timer.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._timer.join()
         self.refresh()
         self.dashboard.__exit__(*exc_info)
 
+    def _refresh_on_timer(self) -> None:
+        while not self._stop.wait(self.dashboard.interval):
+            try:
+                self.refresh()
+            except Exception as error:  # e.g. the cluster closing under us: the next tick
+                log.debug("dashboard refresh failed: %s", error)
+
     def finished(self, summary: GroupSummary) -> None:
-        self.done[summary.worker] += 1
+        with self._lock:
+            self.done[summary.worker] += 1
         self.refresh()
 
     def failed(self, group_id: str, error: BaseException) -> None:
-        self.failures.append(RunEvent(time.time(), "failed", "", f"{group_id}: {error}"))
+        with self._lock:
+            self.failures.append(RunEvent(time.time(), "failed", "", f"{group_id}: {error}"))
         self.refresh()
 
     def events(self) -> list[RunEvent]:
@@ -88,10 +134,16 @@ class RunMonitor:
         return sorted(events, key=lambda e: e.time)
 
     def refresh(self) -> None:
+        with self._lock:
+            self._refresh()
+
+    def _refresh(self) -> None:
         info = self.client.scheduler_info(n_workers=-1)["workers"]
         processing = self.client.processing()
         gpus = {s.index: s for s in self.gpus.sample()}
-        stolen = Counter(e.worker for e in self.events() if e.kind == "stolen")
+        events = self.events()
+        stolen = Counter(e.worker for e in events if e.kind == "stolen")
+        throughput = worker_throughput(self.client.get_events(GROUP_EVENT_TOPIC))
         rows = []
         for address, worker in sorted(info.items()):
             name = str(worker.get("name", address))
@@ -103,11 +155,12 @@ class RunMonitor:
                     utilisation_percent=sample.utilisation_percent if sample else None,
                     memory_used_bytes=sample.memory_used_bytes if sample else None,
                     memory_total_bytes=sample.memory_total_bytes if sample else None,
+                    tokens_per_second=throughput.get(name, 0.0),
                     groups_queued=len(processing.get(address, ())),
                     groups_done=self.done[name],
                     stolen=stolen[name],
                 )
             )
         self.dashboard.update(
-            DashboardState(rows, self.events()[-8:], sum(self.done.values()), self.total)
+            DashboardState(rows, events[-8:], sum(self.done.values()), self.total)
         )

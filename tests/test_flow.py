@@ -303,6 +303,14 @@ def _artifacts(key: str) -> list:
         )
 
 
+def test_library_log_lines_reach_the_run_logs(clean_flow_run):
+    """The library's INFO lines, from the worker processes and from the flow's live view,
+    are in the Prefect API's logs next to Prefect's own."""
+    since = datetime(2000, 1, 1, tzinfo=UTC)
+    assert len(api_log_messages(since, "ESM-2 embedder on cpu", WORKERS)) >= WORKERS
+    assert api_log_messages(since, "tok/s", 1)  # the live view's lines off a terminal
+
+
 def test_run_publishes_progress_report_and_tables(clean_flow_run):
     """The Prefect UI shows what telemetry.json says: read back through the client."""
     out_dir, _ = clean_flow_run

@@ -61,7 +61,7 @@ def test_off_terminal_logs_at_most_once_per_interval(caplog: pytest.LogCaptureFi
     caplog.set_level(logging.INFO, logger="virnucpro.live_dashboard")
     now = [0.0]
     console = Console(file=io.StringIO(), force_terminal=False)
-    with Dashboard(console=console, interval=5.0, clock=lambda: now[0]) as dashboard:
+    with Dashboard(console=console, log_interval=5.0, clock=lambda: now[0]) as dashboard:
         assert not dashboard.live
         for second in range(12):  # updates every second for 12 s: logs at 0, 5 and 10 s
             now[0] = float(second)
@@ -70,6 +70,7 @@ def test_off_terminal_logs_at_most_once_per_interval(caplog: pytest.LogCaptureFi
     assert len(lines) == 4  # three timed lines plus the final state on exit
     assert lines[0] == summary_line(STATE)
     assert lines[0] == (
-        "groups 12/40, 41,234 tokens/s | gpu-0 87% 41,234 tok/s done 12; gpu-1 0 tok/s done 0"
+        "groups 12/40, 41,234 tokens/s | worker gpu-0: 87% 41,234 tok/s, done 12; "
+        "worker gpu-1: 0 tok/s, done 0"
     )
     assert console.file.getvalue() == ""  # nothing drawn off a terminal

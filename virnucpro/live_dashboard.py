@@ -3,7 +3,7 @@
 On a TTY the flow shows a rich `Live` table (one row per GPU worker) and the latest
 events, redrawn in place every `interval` seconds so it does not flicker. Off a TTY
 (batch jobs, log files, Prefect workers) redrawing makes no sense, so the same state
-is summarised in one `logging.info` line at most every `interval` seconds.
+is summarised in one `logging.info` line at most every `log_interval` seconds.
 """
 
 from __future__ import annotations
@@ -87,9 +87,9 @@ def summary_line(state: DashboardState) -> str:
     """The state in one log line, for runs without a terminal."""
     tokens = sum(w.tokens_per_second for w in state.workers)
     workers = "; ".join(
-        f"{w.worker}"
+        f"worker {w.worker}:"
         + ("" if w.utilisation_percent is None else f" {w.utilisation_percent:.0f}%")
-        + f" {w.tokens_per_second:,.0f} tok/s done {w.groups_done}"
+        + f" {w.tokens_per_second:,.0f} tok/s, done {w.groups_done}"
         for w in state.workers
     )
     return f"groups {state.done}/{state.total}, {tokens:,.0f} tokens/s | {workers}"
@@ -103,9 +103,13 @@ class Dashboard:
         console: Console | None = None,
         interval: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
+        log_interval: float = 30.0,
     ) -> None:
+        """`interval`: seconds between redraws on a terminal; `log_interval`: between
+        log lines off one (a multi-hour run should not log every two seconds)."""
         self.console = console or Console()
         self.interval = interval
+        self.log_interval = log_interval
         self._clock = clock
         self._live: Live | None = None
         self._last_log: float | None = None
@@ -134,7 +138,7 @@ class Dashboard:
             self._live.update(render(state))
             return
         now = self._clock()
-        if self._last_log is None or now - self._last_log >= self.interval:
+        if self._last_log is None or now - self._last_log >= self.log_interval:
             self._last_log = now
             logger.info("%s", summary_line(state))
 

@@ -28,6 +28,7 @@ from prefect.context import FlowRunContext
 from prefect.futures import as_completed
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
+from tasks import dask_page
 from tasks.cluster import GPU_RESOURCE, ClusterSpec, ensure_prefect_api, task_runner
 from tasks.groups import embed_classify_group
 from tasks.library_logs import route_library_logs
@@ -75,6 +76,9 @@ def embed_groups(
             client.dashboard_link, link_text="Dask dashboard", key="dask-dashboard"
         )
         logger.info("live Dask dashboard: %s", client.dashboard_link)
+        if page := dask_page.page_link(client.dashboard_link):
+            create_link_artifact(page, link_text="VirNucPro page", key="virnucpro-dask-page")
+            logger.info("live VirNucPro page in the Dask dashboard: %s", page)
     progress = create_progress_artifact(0.0, key="virnucpro-progress", description="groups done")
     summaries, failed = [], []
     throughput_log = config.out_dir / "throughput_log.csv"  # shared by all runs

@@ -7,8 +7,9 @@
 - no GPU → `distributed.LocalCluster` with CPU workers: the same code path.
 
 Every worker advertises one `GPU` resource and runs one task thread, so a GPU runs one
-group at a time. Workers inherit this process's environment at start, which is how
-they learn the run's Prefect API URL (see `ensure_prefect_api`).
+group at a time. A local cluster's dashboard also serves our page (`tasks.dask_page`).
+Workers inherit this process's environment at start, which is how they learn the run's
+Prefect API URL (see `ensure_prefect_api`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from prefect_dask import DaskTaskRunner
 
+from tasks import dask_page
 from virnucpro.errors import VirNucProError
 from virnucpro.gpu_monitor import GpuMonitor
 
@@ -64,6 +66,7 @@ def task_runner(spec: ClusterSpec, performance_report: Path | None = None) -> Da
     report = str(performance_report) if performance_report else None
     if spec.scheduler_address:
         return DaskTaskRunner(address=spec.scheduler_address, performance_report_path=report)
+    dask_page.register()  # the local scheduler will run in this process
     common = {
         "threads_per_worker": 1,
         "resources": {GPU_RESOURCE: 1},

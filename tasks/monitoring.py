@@ -21,6 +21,7 @@ from pathlib import Path
 
 from distributed import Client
 
+from tasks import dask_page
 from tasks.groups import GROUP_EVENT_TOPIC
 from virnucpro.gpu_monitor import GpuMonitor
 from virnucpro.group_inference import GroupSummary
@@ -161,6 +162,6 @@ class RunMonitor:
                     stolen=stolen[name],
                 )
             )
-        self.dashboard.update(
-            DashboardState(rows, events[-8:], sum(self.done.values()), self.total)
-        )
+        state = DashboardState(rows, events[-8:], sum(self.done.values()), self.total)
+        self.dashboard.update(state)
+        dask_page.publish(state)

@@ -56,26 +56,38 @@ def _memory(worker: WorkerStatus) -> str:
     return f"{used:.1f}/{worker.memory_total_bytes / 2**30:.0f} GiB"
 
 
+COLUMNS = ("worker", "GPU", "util %", "memory", "tokens/s", "queued", "done", "stolen")
+
+
+def worker_cells(w: WorkerStatus) -> tuple[str, ...]:
+    """One worker's row as text, in `COLUMNS` order (every view shows the same cells)."""
+    return (
+        w.worker,
+        "cpu" if w.gpu is None else str(w.gpu),
+        "-" if w.utilisation_percent is None else f"{w.utilisation_percent:.0f}",
+        _memory(w),
+        f"{w.tokens_per_second:,.0f}",
+        str(w.groups_queued),
+        str(w.groups_done),
+        str(w.stolen),
+    )
+
+
+def event_lines(state: DashboardState, max_events: int = 8) -> list[str]:
+    return [
+        f"{time.strftime('%H:%M:%S', time.localtime(e.time))} {e.kind:<9} {e.worker} {e.detail}"
+        for e in state.events[-max_events:]
+    ]
+
+
 def render(state: DashboardState, max_events: int = 8) -> Group:
     """The dashboard as a rich renderable: worker table, progress line, event panel."""
     table = Table(title="VirNucPro workers", expand=True)
-    for column in ("worker", "GPU", "util %", "memory", "tokens/s", "queued", "done", "stolen"):
+    for column in COLUMNS:
         table.add_column(column, justify="left" if column == "worker" else "right")
     for w in state.workers:
-        table.add_row(
-            w.worker,
-            "cpu" if w.gpu is None else str(w.gpu),
-            "-" if w.utilisation_percent is None else f"{w.utilisation_percent:.0f}",
-            _memory(w),
-            f"{w.tokens_per_second:,.0f}",
-            str(w.groups_queued),
-            str(w.groups_done),
-            str(w.stolen),
-        )
-    events = "\n".join(
-        f"{time.strftime('%H:%M:%S', time.localtime(e.time))} {e.kind:<9} {e.worker} {e.detail}"
-        for e in state.events[-max_events:]
-    )
+        table.add_row(*worker_cells(w))
+    events = "\n".join(event_lines(state, max_events))
     return Group(
         table,
         f"groups {state.done}/{state.total}",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 
+from prefect.context import FlowRunContext, TaskRunContext
 from prefect.logging.handlers import APILogHandler
 
 LIBRARY_LOGGER = "virnucpro"
@@ -24,4 +25,12 @@ def route_library_logs() -> None:
     logger = logging.getLogger(LIBRARY_LOGGER)
     logger.setLevel(logging.INFO)
     if not any(isinstance(handler, APILogHandler) for handler in logger.handlers):
-        logger.addHandler(APILogHandler())
+        handler = APILogHandler()
+        handler.addFilter(_in_a_run)
+        logger.addHandler(handler)
+
+
+def _in_a_run(record: logging.LogRecord) -> bool:
+    """Only lines logged inside a flow or task run go to the API (the library also logs
+    outside runs: a worker's start-up, a notebook after a run); the console has them all."""
+    return FlowRunContext.get() is not None or TaskRunContext.get() is not None

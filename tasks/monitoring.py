@@ -52,7 +52,7 @@ def worker_throughput(group_messages: Iterable[tuple[float, dict]]) -> dict[str,
 
 
 class RunMonitor:
-    """Feeds the terminal dashboard and collects the run's events."""
+    """Feeds the terminal view and the Dask page, and collects the run's events."""
 
     def __init__(
         self,

@@ -20,14 +20,28 @@ setup() {
         python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
     fi
     export PYTHONPATH="/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
-    python3 - <<'PY' | tee "$RESULTS/environment.txt"
+    python3 - <<'PY' 2>&1 | tee "$RESULTS/environment.txt"
+import importlib.metadata as metadata
+
 import torch
+
+from virnucpro.esm_model import select_attention_backend
+
 print("torch", torch.__version__, "CUDA", torch.version.cuda)
+for package in ("prefect", "distributed", "dask-cuda", "transformers", "fair-esm", "bokeh"):
+    try:
+        print(package, metadata.version(package))
+    except metadata.PackageNotFoundError:
+        print(package, "MISSING")
 if torch.cuda.is_available():
+    device = torch.device("cuda")
     print(torch.cuda.get_device_name(), "capability", torch.cuda.get_device_capability())
+    print("ESM-2 attention backend in BF16:", select_attention_backend(device, torch.bfloat16))
 else:
     print("no CUDA device: GPU tests will be skipped")
 PY
+    nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,power.limit \
+        --format=csv 2>&1 | tee -a "$RESULTS/environment.txt" || true
 }
 
 section_esm() {

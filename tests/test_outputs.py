@@ -13,7 +13,7 @@ import torch
 
 from virnucpro.errors import FeatureError
 from virnucpro.ledger import STATUS_EMPTY_READ, LedgerRow
-from virnucpro.outputs import score_text, write_outputs
+from virnucpro.outputs import score_text, score_texts, write_outputs
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared/reference/virnucpro_original"
 if not REFERENCE.is_dir():
@@ -107,6 +107,15 @@ def test_tie_is_others_and_chunk_tie_is_virus(written, predictions):
     first = written.predictions.text.read_text().splitlines()[1].split("\t")
     assert first[1:] == ["others", "0.5", "0.5"]
     assert score_text(np.float32(1) / np.float32(3)) == "0.3333333432674408"
+
+
+def test_a_column_renders_like_the_original_value_by_value():
+    """The original: each float32 probability through `tensor.tolist()`, then str()."""
+    values = np.random.default_rng(0).random(1000, dtype=np.float32)
+    values[:4] = [0.0, 1.0, np.float32(1) / np.float32(3), 0.5]
+    expected = [str(v) for v in torch.from_numpy(values).tolist()]
+    assert score_texts(values) == expected
+    assert score_texts(np.array([0.25, np.nan], dtype=np.float32)) == ["0.25", ""]
 
 
 def test_every_read_gets_a_verdict(written, reads, ledger, predictions):

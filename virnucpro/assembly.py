@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from Bio.SeqIO.FastaIO import SimpleFastaParser
 
 from virnucpro.errors import FeatureError
 from virnucpro.ledger import read_ledger_table
@@ -30,8 +29,10 @@ class InputResult:
 
 
 def _frame_order(prepared: PreparedFiles) -> list[str]:
+    """Frame ids in the order preparation wrote them: the header lines of its protein
+    file (ours, one id per header), read without parsing the sequences."""
     with open(prepared.protein) as handle:
-        return [frame_id for frame_id, _ in SimpleFastaParser(handle)]
+        return [line[1:].rstrip("\n") for line in handle if line.startswith(">")]
 
 
 def assemble_outputs(

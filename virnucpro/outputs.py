@@ -73,7 +73,17 @@ class OutputPaths:
 
 def score_text(probability: float) -> str:
     """The original's rendering of a float32 probability (repr of its exact float64)."""
-    return repr(float(np.float32(probability)))
+    return score_texts(np.array([probability]))[0]
+
+
+def score_texts(probabilities: np.ndarray) -> list[str]:
+    """`score_text` for a whole column at once (one C-level conversion instead of a
+    NumPy scalar per value); NaN (a read without any score) is left empty."""
+    exact = np.asarray(probabilities, dtype=np.float32).astype(np.float64)
+    texts = list(map(repr, exact.tolist()))
+    for missing in np.flatnonzero(np.isnan(exact)):
+        texts[missing] = ""
+    return texts
 
 
 def ledger_table(ledger: pd.DataFrame | Iterable[LedgerRow]) -> pd.DataFrame:
@@ -192,9 +202,7 @@ def _write(table: pd.DataFrame, path: Path, score_columns: list[str]) -> Written
     """Tab-separated text with scores rendered like the original, and typed Parquet."""
     text = table.copy()
     for column in score_columns:
-        text[column] = [
-            "" if np.isnan(value) else score_text(value) for value in table[column].to_numpy()
-        ]
+        text[column] = score_texts(table[column].to_numpy())
     text.to_csv(path, sep="\t", index=False, lineterminator="\n")
     parquet = path.with_suffix(".parquet")
     table.to_parquet(parquet, index=False)

@@ -137,6 +137,8 @@ def main() -> None:
         write_coding_reads(reads, args.frames, 300, seed=3)
         models = write_models(tmp / "models", gpu)
         bare = bare_loop(tmp / "bare", reads, models)
+        if gpu:  # hand the GPU memory this process cached back before the flow's worker starts
+            torch.cuda.empty_cache()
         flow = flow_run(reads, models, tmp / "flow", gpu)
         if args.keep_report:  # the report's NVML figures go into RESULTS.md
             args.keep_report.mkdir(parents=True, exist_ok=True)

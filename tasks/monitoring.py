@@ -115,8 +115,15 @@ class RunMonitor:
 
     def events(self) -> list[RunEvent]:
         """Finished groups, OOM splits, work stolen between workers, failures; by time."""
+        return self._events(self.client.get_events(GROUP_EVENT_TOPIC), None)
+
+    def _events(
+        self, group_messages: Iterable[tuple[float, dict]], workers: dict | None
+    ) -> list[RunEvent]:
+        """`events` from group messages already fetched; `workers` (scheduler info by
+        address) names the thieves, fetched here only if None and something was stolen."""
         events = list(self.failures)
-        for stamp, message in self.client.get_events(GROUP_EVENT_TOPIC):
+        for stamp, message in group_messages:
             name = message["worker_name"]
             done = "group_skipped" if message["skipped"] else "group_done"
             events.append(RunEvent(stamp, done, name, message["group_id"]))
@@ -128,7 +135,8 @@ class RunMonitor:
             for stamp, message in self.client.get_events("stealing")
             if message and message[0] == _STEAL_CONFIRMED
         ]
-        workers = self.client.scheduler_info(n_workers=-1)["workers"] if steals else {}
+        if steals and workers is None:
+            workers = self.client.scheduler_info(n_workers=-1)["workers"]
         for stamp, (_, key, _, victim, thief, *_) in steals:
             name = str(workers.get(thief, {}).get("name", thief))
             events.append(RunEvent(stamp, "stolen", name, f"{key} from {victim}"))
@@ -142,9 +150,10 @@ class RunMonitor:
         info = self.client.scheduler_info(n_workers=-1)["workers"]
         processing = self.client.processing()
         gpus = {s.index: s for s in self.gpus.sample()}
-        events = self.events()
+        group_messages = self.client.get_events(GROUP_EVENT_TOPIC)  # one fetch per refresh
+        events = self._events(group_messages, info)
         stolen = Counter(e.worker for e in events if e.kind == "stolen")
-        throughput = worker_throughput(self.client.get_events(GROUP_EVENT_TOPIC))
+        throughput = worker_throughput(group_messages)
         rows = []
         for address, worker in sorted(info.items()):
             name = str(worker.get("name", address))

@@ -32,7 +32,7 @@ test: lint
 # The whole flow on the bundled sample reads, with small random-init models written
 # first (the real weights cannot be fetched here): outputs land in $(DEMO_OUT)/.
 demo: $(STAMP)
-	$(VENV)/bin/virnucpro make-test-models $(DEMO_OUT)/models
+	$(VENV)/bin/virnucpro make-demo-models $(DEMO_OUT)/models
 	$(PY) flows/predict.py virnucpro/data/sample_reads.fa --out $(DEMO_OUT) \
 		--classifier $(DEMO_OUT)/models/classifier_test.pth \
 		--esm-model $(DEMO_OUT)/models/esm2_test.pt \

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from table_output import publish, target_line
 
-from virnucpro.dnabert import DnabertConfig, DnabertEmbedder, load_dnabert
-from virnucpro.test_models import write_test_dnabert
+from virnucpro.demo_models.random_models import write_demo_dnabert
+from virnucpro.models.dnabert import DnabertConfig, DnabertEmbedder, load_dnabert
 
 
 def frames(n: int, seed: int = 0) -> list[str]:
@@ -58,7 +58,7 @@ def main() -> None:
     n = args.n or (2000 if gpu else 48)
     shape = {"layers": 12, "hidden": 768, "heads": 12} if gpu else {}
     with tempfile.TemporaryDirectory() as folder:
-        model_dir = write_test_dnabert(Path(folder), **shape)
+        model_dir = write_demo_dnabert(Path(folder), **shape)
         embedder = load_dnabert(DnabertConfig(model=str(model_dir), max_tokens=args.max_tokens))
     sequences = frames(n)
     tokens = sum(len(t) for t in embedder.tokenize(sequences))

@@ -31,15 +31,15 @@ from pathlib import Path
 import torch
 from table_output import publish
 
-from virnucpro.esm_checkpoint import ESM2_MODELS
-from virnucpro.test_models import write_test_esm_checkpoint
+from virnucpro.demo_models.random_models import write_demo_esm_checkpoint
+from virnucpro.models.esm_checkpoint import ESM2_MODELS
 
 _MEASURE = textwrap.dedent(
     """
     import argparse, json, resource, sys, time
     import esm
     import torch
-    from virnucpro.esm_checkpoint import load_esm2
+    from virnucpro.models.esm_checkpoint import load_esm2
     path, loader = sys.argv[1], sys.argv[2]
     if torch.cuda.is_available():
         torch.cuda.init()  # CUDA's start-up is not loading
@@ -88,7 +88,7 @@ def main() -> None:
         loaders.append(("(c) ours", "ours-gpu", "BF16, straight to the GPU"))
     with tempfile.TemporaryDirectory() as tmp:
         config = ESM2_MODELS[args.model]
-        path = write_test_esm_checkpoint(
+        path = write_demo_esm_checkpoint(
             Path(tmp) / f"{args.model}.pt",
             config.num_layers,
             config.embed_dim,

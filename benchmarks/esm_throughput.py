@@ -30,12 +30,12 @@ import numpy as np
 import torch
 from table_output import publish, target_line
 
-from virnucpro.batching import token_budget_batches
-from virnucpro.device import resolve_device
-from virnucpro.esm_checkpoint import ESM2_MODELS
-from virnucpro.esm_embedder import EsmEmbedder
-from virnucpro.esm_model import MAX_RESIDUES, Esm2, EsmConfig, select_attention_backend
-from virnucpro.test_models import random_esm2
+from virnucpro.demo_models.random_models import random_esm2
+from virnucpro.models.batching import token_budget_batches
+from virnucpro.models.device import resolve_device
+from virnucpro.models.esm_checkpoint import ESM2_MODELS
+from virnucpro.models.esm_embedder import EsmEmbedder
+from virnucpro.models.esm_model import MAX_RESIDUES, Esm2, EsmConfig, select_attention_backend
 
 AMINO_ACIDS = np.array(list("ACDEFGHIKLMNPQRSTVWY"))
 

@@ -29,18 +29,18 @@ import numpy as np
 import torch
 from table_output import publish, target_line
 
-from virnucpro.classifier import load_classifier, predict_proba
-from virnucpro.dnabert import DnabertConfig, load_dnabert
-from virnucpro.esm_embedder import EsmEmbedder
-from virnucpro.features import join_features
-from virnucpro.planning import read_frames
-from virnucpro.preparation import prepare_reads
-from virnucpro.test_models import (
-    write_test_classifier,
-    write_test_dnabert,
-    write_test_esm_checkpoint,
-    write_test_models,
+from virnucpro.demo_models.random_models import (
+    write_demo_classifier,
+    write_demo_dnabert,
+    write_demo_esm_checkpoint,
+    write_demo_models,
 )
+from virnucpro.models.classifier import load_classifier, predict_proba
+from virnucpro.models.dnabert import DnabertConfig, load_dnabert
+from virnucpro.models.esm_embedder import EsmEmbedder
+from virnucpro.models.features import join_features
+from virnucpro.reads.preparation import prepare_reads
+from virnucpro.run.planning import read_frames
 
 ROOT = Path(__file__).resolve().parents[1]
 _SENSE_CODONS = [
@@ -63,9 +63,9 @@ def write_coding_reads(path: Path, count: int, length: int, seed: int) -> None:
 
 def write_models(directory: Path, gpu: bool) -> tuple[Path, Path, Path]:
     if not gpu:
-        models = write_test_models(directory)
+        models = write_demo_models(directory)
         return models.esm, models.dnabert, models.classifier
-    esm = write_test_esm_checkpoint(
+    esm = write_demo_esm_checkpoint(
         directory / "esm2_3B_random.pt",
         num_layers=36,
         embed_dim=2560,
@@ -73,8 +73,8 @@ def write_models(directory: Path, gpu: bool) -> tuple[Path, Path, Path]:
         dtype=torch.float16,  # half the file, so writing and loading it take half as long
         device="cuda",  # CPU generation is serial: ~1 minute for 3B
     )
-    dnabert = write_test_dnabert(directory / "dnabert_s_random", layers=12, hidden=768, heads=12)
-    classifier = write_test_classifier(directory / "classifier.pth", 768 + 2560)
+    dnabert = write_demo_dnabert(directory / "dnabert_s_random", layers=12, hidden=768, heads=12)
+    classifier = write_demo_classifier(directory / "classifier.pth", 768 + 2560)
     return esm, dnabert, classifier
 
 

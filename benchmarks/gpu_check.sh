@@ -25,7 +25,7 @@ import importlib.metadata as metadata
 
 import torch
 
-from virnucpro.esm_model import select_attention_backend
+from virnucpro.models.esm_model import select_attention_backend
 
 print("torch", torch.__version__, "CUDA", torch.version.cuda)
 for package in ("prefect", "distributed", "dask-cuda", "transformers", "fair-esm", "bokeh"):

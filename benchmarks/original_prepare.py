@@ -2,7 +2,7 @@
 
 Kept as the competitor in `prepare_throughput.py` and as an independent oracle in the
 tests. It follows SPEC §1–2 literally, one character and one codon at a time, with no
-NumPy, so that it shares no code (and no bug) with `virnucpro.translation`.
+NumPy, so that it shares no code (and no bug) with `virnucpro.reads.translation`.
 """
 
 from __future__ import annotations

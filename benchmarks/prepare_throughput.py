@@ -5,7 +5,7 @@ One command, one run, same generated reads for both:
     python benchmarks/prepare_throughput.py [--reads 100000] [--million] [--out FILE]
 
 (1) ≥100k reads of 150–3,000 nt (uniform lengths, ACGT with 0.5% N, seeded): file in
-→ the four output files, for `virnucpro.preparation.prepare_reads` and for the per-codon
+→ the four output files, for `virnucpro.reads.preparation.prepare_reads` and for the per-codon
 pure-Python implementation in `original_prepare.py` (parsing and writing included for
 both). (2) With --million, 1,000,000 reads of 500 nt through ours alone (the acceptance
 target is < 60 s on 2 cores). Prints a markdown table; --out also writes it to a file.
@@ -25,7 +25,7 @@ import original_prepare
 from Bio.SeqIO.FastaIO import SimpleFastaParser
 from table_output import publish
 
-from virnucpro.preparation import prepare_reads
+from virnucpro.reads.preparation import prepare_reads
 
 _LETTERS = np.frombuffer(b"ACGTN", dtype=np.uint8)
 

@@ -14,8 +14,10 @@ can be triggered and watched in the UI; deployments/README.md has the steps.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
+from argparse import SUPPRESS
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +32,13 @@ from prefect.schedules import Cron
 from prefect.settings import PREFECT_API_URL
 
 from flows.predict import predict
+from virnucpro.run.arguments import add_options
+from virnucpro.run.config import ClusterConfig, ModelConfig, PredictConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILE = ROOT / "deployments" / "prefect.yaml"
 DEPLOYMENT = "nightly"
+FLOW_PARAMETERS = set(inspect.signature(predict.fn).parameters)
 
 
 def project_deployment(name: str = DEPLOYMENT, project_file: Path = PROJECT_FILE) -> dict:
@@ -61,17 +66,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="of the schedule (default: %(default)s)",
     )
     parser.add_argument("--no-schedule", action="store_true", help="run only when triggered")
-    parser.add_argument("--reads", nargs="+", help="FASTA files or directories")
-    parser.add_argument("--classifier", help="300_model.pth / 500_model.pth")
-    parser.add_argument("--out-dir", help="output directory")
-    parser.add_argument("--chunk-length", type=int, choices=(300, 500))
-    parser.add_argument("--gpus", help="GPU indices to use, e.g. 0,2 (default: all)")
+    parser.add_argument("--reads", nargs="+", default=SUPPRESS, help="FASTA files or directories")
+    add_options(parser, PredictConfig, ("out_dir", "chunk_length"), overrides_only=True)
+    add_options(parser, ModelConfig, ("classifier",), overrides_only=True)
+    add_options(parser, ClusterConfig, ("gpus",), overrides_only=True)
     parser.add_argument(
         "--param",
         action="append",
         default=[],
         metavar="NAME=JSON",
-        help="any other flow parameter as JSON, e.g. --param groups_per_worker=8 (repeatable)",
+        help="any other flow parameter as JSON, e.g. --param group_tokens=500000 (repeatable)",
     )
     return parser.parse_args(argv)
 
@@ -79,14 +83,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def flow_parameters(args: argparse.Namespace) -> dict[str, Any]:
     """The project file's parameters with the command line's overrides applied."""
     parameters = dict(project_deployment()["parameters"])
-    given = {
-        "reads": args.reads,
-        "classifier": args.classifier,
-        "out_dir": args.out_dir,
-        "chunk_length": args.chunk_length,
-        "gpus": [int(g) for g in args.gpus.split(",")] if args.gpus else None,
-    }
-    parameters.update({key: value for key, value in given.items() if value is not None})
+    given = {k: v for k, v in vars(args).items() if k in FLOW_PARAMETERS}
+    for name in ("out_dir", "classifier"):  # JSON-ready, as in the project file
+        if name in given:
+            given[name] = str(given[name])
+    if "gpus" in given:
+        given["gpus"] = list(given["gpus"])
+    parameters.update(given)
     for item in args.param:
         key, separator, value = item.partition("=")
         if not separator:

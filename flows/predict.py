@@ -11,6 +11,7 @@ run and shared with the Dask workers.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -29,24 +30,31 @@ from prefect.futures import as_completed
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from tasks import dask_page
-from tasks.cluster import GPU_RESOURCE, ClusterSpec, ensure_prefect_api, task_runner
+from tasks.cluster import (
+    GPU_RESOURCE,
+    ensure_prefect_api,
+    run_precision,
+    task_runner,
+    worker_gpus,
+)
 from tasks.groups import embed_classify_group
 from tasks.library_logs import route_library_logs
 from tasks.monitoring import RunMonitor
 from tasks.preparation import assemble, plan, prepare
 from tasks.report import publish_report
-from virnucpro import pipeline
-from virnucpro.cli import add_model_arguments
-from virnucpro.config import ESM2_3B, ModelConfig, PredictConfig
-from virnucpro.dnabert import DNABERT_S
+from tasks.worker_telemetry import write_scrape_targets
+from virnucpro.cli import MODEL_OPTIONS
+from virnucpro.demo_models.random_models import is_generated
 from virnucpro.errors import VirNucProError
-from virnucpro.fasta import find_fasta_files
-from virnucpro.group_inference import GroupSummary
-from virnucpro.planning import Group
-from virnucpro.prometheus_metrics import write_scrape_targets
-from virnucpro.report import Target
-from virnucpro.telemetry import RunEvent
-from virnucpro.test_models import is_generated
+from virnucpro.monitoring.report import Target
+from virnucpro.monitoring.telemetry import RunEvent
+from virnucpro.reads.fasta import find_fasta_files
+from virnucpro.run import pipeline
+from virnucpro.run.arguments import add_options
+from virnucpro.run.config import ClusterConfig, ModelConfig, PredictConfig
+from virnucpro.run.fingerprint import run_fingerprint
+from virnucpro.run.group_inference import GroupSummary
+from virnucpro.run.planning import Group
 
 RANDOM_MODELS_WARNING = (
     "these predictions come from random-init test models and are meaningless; "
@@ -105,7 +113,7 @@ def embed_groups(
     if failed:
         raise GroupsFailed(
             f"{len(failed)} group(s) failed after retries: {', '.join(sorted(failed))}. "
-            f"Results of the other groups are kept in {pipeline.results_dir(config)}; "
+            f"Results of the other groups are kept in {pipeline.results_dir(config, fingerprint)}; "
             "rerun the same command to compute only what is missing."
         )
     return summaries, events
@@ -121,50 +129,59 @@ def telemetry_dir(config: PredictConfig) -> Path:
 def predict(
     reads: list[str],
     classifier: str,
-    out_dir: str = "virnucpro-output",
-    chunk_length: int = 300,
-    esm_model: str = ESM2_3B,
-    dnabert_model: str = DNABERT_S,
-    trust_remote_code: bool = False,
-    gpus: list[int] | None = None,
-    cpu_workers: int = 1,
-    esm_tokens_per_batch: int | None = None,
-    dnabert_tokens_per_batch: int = 32768,
-    groups_per_worker: int = 4,
-    precision: str = "auto",
-    scheduler_address: str | None = None,
-    min_tokens_per_second: float | None = None,
+    out_dir: str = str(PredictConfig.out_dir),
+    chunk_length: int = PredictConfig.chunk_length,
+    esm_model: str = ModelConfig.esm_model,
+    dnabert_model: str = ModelConfig.dnabert_model,
+    trust_remote_code: bool = ModelConfig.trust_remote_code,
+    gpus: list[int] | None = ClusterConfig.gpus,
+    cpu_workers: int = ClusterConfig.cpu_workers,
+    esm_tokens_per_batch: int | None = ModelConfig.esm_tokens_per_batch,
+    dnabert_tokens_per_batch: int = ModelConfig.dnabert_tokens_per_batch,
+    group_tokens: int = PredictConfig.group_tokens,
+    precision: str = ModelConfig.precision,
+    scheduler_address: str | None = ClusterConfig.scheduler_address,
+    min_tokens_per_second: float | None = PredictConfig.min_tokens_per_second,
+    keep_work: bool = PredictConfig.keep_work,
 ) -> dict:
-    """Predict viral reads in FASTA files (or directories of them)."""
+    """Predict viral reads in FASTA files (or directories of them). Parameters and
+    their defaults are the run options of `virnucpro.run.config`."""
     route_library_logs()
-    spec = ClusterSpec(scheduler_address, tuple(gpus) if gpus else None, cpu_workers)
+    cluster = ClusterConfig(scheduler_address, tuple(gpus) if gpus else None, cpu_workers)
+    models = ModelConfig(
+        classifier=Path(classifier),
+        esm_model=esm_model,
+        dnabert_model=dnabert_model,
+        trust_remote_code=trust_remote_code,
+        precision=precision,
+        esm_tokens_per_batch=esm_tokens_per_batch,
+        dnabert_tokens_per_batch=dnabert_tokens_per_batch,
+    )
     config = PredictConfig(
         reads=tuple(find_fasta_files([Path(r) for r in reads])),
+        models=models,
         out_dir=Path(out_dir),
-        models=ModelConfig(
-            classifier=Path(classifier),
-            esm_model=esm_model,
-            dnabert_model=dnabert_model,
-            trust_remote_code=trust_remote_code,
-            precision=precision,
-            esm_tokens_per_batch=esm_tokens_per_batch,
-            dnabert_tokens_per_batch=dnabert_tokens_per_batch,
-        ),
         chunk_length=chunk_length,
-        groups_per_worker=groups_per_worker,
-        workers=spec.worker_count(),
+        group_tokens=group_tokens,
+        min_tokens_per_second=min_tokens_per_second,
+        keep_work=keep_work,
     )
     pipeline.check_inputs(config)
+    # Workers run the precision the results are keyed by, never `auto`.
+    config = dataclasses.replace(
+        config, models=dataclasses.replace(models, precision=run_precision(cluster, precision))
+    )
+    fingerprint = run_fingerprint(config.models, config.models.precision)
     prepared = [prepare.submit(config, i) for i in range(len(config.reads))]
     prepared = [future.result() for future in prepared]
     groups = plan(config, prepared)
-    fingerprint = config.models.fingerprint()
-    runner = task_runner(spec, config.out_dir / "dask-performance-report.html")
+    runner = task_runner(cluster, config.out_dir / "dask-performance-report.html")
     telemetry = telemetry_dir(config)
     summaries, events = embed_groups.with_options(task_runner=runner)(
-        config, groups, fingerprint, spec.worker_gpus(), telemetry
+        config, groups, fingerprint, worker_gpus(cluster), telemetry
     )
-    results = assemble(config, prepared, groups)
+    results = assemble(config, prepared, groups, fingerprint)
+    pipeline.remove_stale_work(config, groups, fingerprint)
     targets = [Target("tokens_per_second", min_tokens_per_second)] if min_tokens_per_second else []
     report = publish_report(telemetry, config.out_dir, events, targets)
     random_models = is_generated(config.models.classifier)
@@ -184,23 +201,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Options named like the flow's parameters, so `predict(**vars(args))` runs it."""
     parser = argparse.ArgumentParser(prog="flows/predict.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("reads", nargs="+", help="FASTA files (.gz accepted) or directories")
-    parser.add_argument("--out", dest="out_dir", default="virnucpro-output", help="output dir")
-    parser.add_argument("--chunk-length", type=int, choices=(300, 500), default=300)
-    add_model_arguments(parser)
-    parser.add_argument(
-        "--gpus", type=_gpu_list, help="GPU indices to use, e.g. 0,2 (default: all)"
-    )
-    parser.add_argument("--cpu-workers", type=int, default=1, help="workers without GPUs")
-    parser.add_argument("--groups-per-worker", type=int, default=4)
-    parser.add_argument("--scheduler-address", help="use this running Dask cluster")
-    parser.add_argument(
-        "--min-tokens-per-second", type=float, help="a throughput target for the report"
-    )
-    return parser.parse_args(argv)
+    add_options(parser, PredictConfig, ("out_dir", "chunk_length"))
+    add_options(parser, ModelConfig, FLOW_MODEL_OPTIONS, required=("classifier",))
+    add_options(parser, ClusterConfig, ("gpus", "cpu_workers", "scheduler_address"))
+    add_options(parser, PredictConfig, ("group_tokens", "min_tokens_per_second", "keep_work"))
+    args = parser.parse_args(argv)
+    args.out_dir, args.classifier = str(args.out_dir), str(args.classifier)
+    args.gpus = list(args.gpus) if args.gpus else None
+    return args
 
 
-def _gpu_list(text: str) -> list[int]:
-    return [int(g) for g in text.split(",")]
+# Each worker owns one GPU, so the flow has no --device.
+FLOW_MODEL_OPTIONS = tuple(name for name in MODEL_OPTIONS if name != "device")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,62 +17,76 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from prefect_dask import DaskTaskRunner
 
 from tasks import dask_page
 from virnucpro.errors import VirNucProError
-from virnucpro.gpu_monitor import GpuMonitor
+from virnucpro.models.precision import Precision, resolved_precision
+from virnucpro.monitoring.gpu_monitor import GpuMonitor
+from virnucpro.run.config import ClusterConfig
 
 log = logging.getLogger(__name__)
 
 GPU_RESOURCE = "GPU"
 
 
-@dataclass(frozen=True)
-class ClusterSpec:
-    """How to get workers: an address, or which GPUs / how many CPU workers locally."""
-
-    scheduler_address: str | None = None
-    gpus: tuple[int, ...] | None = None  # None: every visible GPU
-    cpu_workers: int = 1  # used only on a machine without GPUs
-
-    def local_gpus(self) -> tuple[int, ...]:
-        if self.gpus is not None:
-            return self.gpus
-        return tuple(range(len(GpuMonitor().sample())))
-
-    def worker_gpus(self) -> dict[str, int]:
-        """Worker name → GPU for a local CUDA cluster (dask-cuda names workers 0, 1, …
-        in the order of the GPUs it was given); empty for CPU or remote workers."""
-        if self.scheduler_address:
-            return {}
-        return {str(i): gpu for i, gpu in enumerate(self.local_gpus())}
-
-    def worker_count(self) -> int:
-        """Workers the run will have (for planning groups before the cluster starts)."""
-        if self.scheduler_address:
-            from distributed import Client
-
-            with Client(self.scheduler_address, timeout="30s") as client:
-                return max(1, len(client.scheduler_info(n_workers=-1)["workers"]))
-        return len(self.local_gpus()) or self.cpu_workers
+def local_gpus(cluster: ClusterConfig) -> tuple[int, ...]:
+    """The GPUs a local cluster gets: those chosen, else every visible one."""
+    if cluster.gpus is not None:
+        return cluster.gpus
+    return tuple(range(len(GpuMonitor().sample())))
 
 
-def task_runner(spec: ClusterSpec, performance_report: Path | None = None) -> DaskTaskRunner:
-    """A DaskTaskRunner for `spec`; it starts (and stops) a local cluster if needed."""
+def worker_gpus(cluster: ClusterConfig) -> dict[str, int]:
+    """Worker name → GPU for a local CUDA cluster (dask-cuda names workers 0, 1, … in
+    the order of the GPUs it was given); empty for CPU or remote workers."""
+    if cluster.scheduler_address:
+        return {}
+    return {str(i): gpu for i, gpu in enumerate(local_gpus(cluster))}
+
+
+def run_precision(cluster: ClusterConfig, precision: Precision) -> str:
+    """The precision the run's workers will use (`auto` resolved), known before they
+    start so results are keyed by it. Local: from NVML; an existing cluster: asked of
+    its workers, which must agree."""
+    if cluster.scheduler_address:
+        from distributed import Client
+
+        with Client(cluster.scheduler_address, timeout="30s") as client:
+            capabilities = set(client.run(_gpu_capability).values())
+    else:
+        chosen = set(local_gpus(cluster))
+        samples = [s for s in GpuMonitor().sample() if s.index in chosen]
+        capabilities = {s.compute_capability for s in samples} or {None}
+    resolved = {resolved_precision(precision, c) for c in capabilities}
+    if len(resolved) > 1:
+        raise VirNucProError(
+            f"--precision {precision} means {' on some workers and '.join(sorted(resolved))} "
+            "on others (their GPUs differ); choose one with --precision"
+        )
+    return resolved.pop()
+
+
+def _gpu_capability() -> tuple[int, int] | None:
+    """On a worker: its first visible GPU's compute capability, None without a GPU."""
+    samples = GpuMonitor().sample()
+    return tuple(samples[0].compute_capability) if samples else None
+
+
+def task_runner(cluster: ClusterConfig, performance_report: Path | None = None) -> DaskTaskRunner:
+    """A DaskTaskRunner for `cluster`; it starts (and stops) a local cluster if needed."""
     report = str(performance_report) if performance_report else None
-    if spec.scheduler_address:
-        return DaskTaskRunner(address=spec.scheduler_address, performance_report_path=report)
+    if cluster.scheduler_address:
+        return DaskTaskRunner(address=cluster.scheduler_address, performance_report_path=report)
     dask_page.register()  # the local scheduler will run in this process
     common = {
         "threads_per_worker": 1,
         "resources": {GPU_RESOURCE: 1},
         "dashboard_address": ":8787",
     }
-    gpus = spec.local_gpus()
+    gpus = local_gpus(cluster)
     if gpus:
         if importlib.util.find_spec("dask_cuda") is None:
             raise VirNucProError(
@@ -86,7 +100,7 @@ def task_runner(spec: ClusterSpec, performance_report: Path | None = None) -> Da
         )
     return DaskTaskRunner(
         cluster_class="distributed.LocalCluster",
-        cluster_kwargs={**common, "n_workers": spec.cpu_workers, "processes": True},
+        cluster_kwargs={**common, "n_workers": cluster.cpu_workers, "processes": True},
         performance_report_path=report,
     )
 

@@ -17,7 +17,7 @@ from typing import Any
 from bokeh.layouts import column
 from bokeh.models import ColumnDataSource, DataTable, Div, TableColumn
 
-from virnucpro.live_dashboard import COLUMNS, DashboardState, event_lines, worker_cells
+from virnucpro.monitoring.live_dashboard import COLUMNS, DashboardState, event_lines, worker_cells
 
 PAGE = "/individual-virnucpro"
 

@@ -8,12 +8,12 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.library_logs import route_library_logs
-from virnucpro import pipeline
-from virnucpro.config import PredictConfig
-from virnucpro.group_inference import GroupSummary, run_group
-from virnucpro.planning import Group
-from virnucpro.prometheus_metrics import WorkerTelemetryPlugin
-from virnucpro.telemetry import group_record
+from tasks.worker_telemetry import WorkerTelemetryPlugin
+from virnucpro.monitoring.telemetry import group_record
+from virnucpro.run import pipeline
+from virnucpro.run.config import PredictConfig
+from virnucpro.run.group_inference import GroupSummary, run_group
+from virnucpro.run.planning import Group
 
 GROUP_EVENT_TOPIC = "virnucpro-group"
 
@@ -36,7 +36,7 @@ def embed_classify_group(group: Group, config: PredictConfig, fingerprint: str) 
     worker = _dask_worker()
     summary = run_group(
         group,
-        pipeline.results_dir(config),
+        pipeline.results_dir(config, fingerprint),
         config.models,
         fingerprint,
         worker=str(worker.name) if worker else None,

@@ -23,11 +23,11 @@ from distributed import Client
 
 from tasks import dask_page
 from tasks.groups import GROUP_EVENT_TOPIC
-from virnucpro.gpu_monitor import GpuMonitor
-from virnucpro.group_inference import GroupSummary
-from virnucpro.live_dashboard import Dashboard, DashboardState, WorkerStatus
-from virnucpro.prometheus_metrics import WorkerTelemetryPlugin
-from virnucpro.telemetry import RunEvent
+from tasks.worker_telemetry import WorkerTelemetryPlugin
+from virnucpro.monitoring.gpu_monitor import GpuMonitor
+from virnucpro.monitoring.live_dashboard import Dashboard, DashboardState, WorkerStatus
+from virnucpro.monitoring.telemetry import RunEvent
+from virnucpro.run.group_inference import GroupSummary
 
 _STEAL_CONFIRMED = (
     "confirm"  # distributed's stealing log: ("confirm", key, state, victim, thief, …)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from virnucpro import pipeline
-from virnucpro.assembly import InputResult, assemble_outputs
-from virnucpro.config import PredictConfig
-from virnucpro.group_inference import read_scores
-from virnucpro.planning import Group
-from virnucpro.preparation import PreparedFiles
+from virnucpro.reads.preparation import PreparedFiles
+from virnucpro.run import pipeline
+from virnucpro.run.assembly import InputResult, assemble_outputs
+from virnucpro.run.config import PredictConfig
+from virnucpro.run.group_inference import read_scores
+from virnucpro.run.planning import Group
 
 
 @task(name="prepare-reads", cache_policy=NO_CACHE)
@@ -34,20 +34,20 @@ def prepare(config: PredictConfig, reads_index: int) -> PreparedFiles:
 def plan(config: PredictConfig, prepared: list[PreparedFiles]) -> list[Group]:
     groups = pipeline.plan(config, prepared)
     get_run_logger().info(
-        "%d frames in %d groups (%d workers × %d groups per worker)",
+        "%d frames, %d tokens in %d groups",
         sum(g.frames for g in groups),
+        sum(g.tokens for g in groups),
         len(groups),
-        config.workers,
-        config.groups_per_worker,
     )
     return groups
 
 
 @task(name="assemble-outputs", cache_policy=NO_CACHE)
 def assemble(
-    config: PredictConfig, prepared: list[PreparedFiles], groups: list[Group]
+    config: PredictConfig, prepared: list[PreparedFiles], groups: list[Group], fingerprint: str
 ) -> list[InputResult]:
-    results = assemble_outputs(prepared, read_scores(pipeline.results_dir(config), groups))
+    scores = read_scores(pipeline.results_dir(config, fingerprint), groups)
+    results = assemble_outputs(prepared, scores)
     for result in results:
         get_run_logger().info(
             "%s: %d frames scored → %s",

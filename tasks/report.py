@@ -8,8 +8,8 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from virnucpro.report import Target, tables, write_report
-from virnucpro.telemetry import RunEvent, aggregate, collect_metadata
+from virnucpro.monitoring.report import Target, tables, write_report
+from virnucpro.monitoring.telemetry import RunEvent, aggregate, collect_metadata
 
 
 @task(name="performance-report", cache_policy=NO_CACHE)

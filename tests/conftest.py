@@ -19,3 +19,12 @@ def reference_dir() -> Path:
     if not REFERENCE.is_dir():
         pytest.fail(f"reference data not found at {REFERENCE}")
     return REFERENCE
+
+
+@pytest.fixture(scope="session", autouse=True)
+def content_hash_cache(tmp_path_factory) -> Path:
+    """Model content hashes (`virnucpro.run.fingerprint`) are cached here, not in ~."""
+    cache = tmp_path_factory.mktemp("xdg-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(cache))
+        yield cache

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from distributed import Client, LocalCluster
 
-from virnucpro.prometheus_metrics import WorkerTelemetryPlugin
+from tasks.worker_telemetry import WorkerTelemetryPlugin
 
 
 def run_in_pty(args: list[str], env: dict[str, str], timeout: float = 30) -> tuple[int, str]:

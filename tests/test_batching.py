@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from virnucpro.batching import run_splitting_on_oom, token_budget_batches
+from virnucpro.models.batching import run_splitting_on_oom, token_budget_batches
 
 
 def test_packed_batches_respect_budget_and_cover_every_index():

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from virnucpro.chunking import chunk_reads, chunk_spans
+from virnucpro.reads.chunking import chunk_reads, chunk_spans
 
 
 @pytest.mark.parametrize(

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from virnucpro.classifier import MLPClassifier, load_classifier, predict_proba
+from virnucpro.demo_models.random_models import write_demo_classifier
 from virnucpro.errors import CheckpointError, FeatureError
-from virnucpro.test_models import write_test_classifier
+from virnucpro.models.classifier import MLPClassifier, load_classifier, predict_proba
 
 # Like the original training script: run as __main__, pickle the whole module.
 ORIGINAL_SCRIPT = textwrap.dedent(
@@ -105,7 +105,7 @@ def test_malicious_pickle_is_refused_without_running(tmp_path):
 
 
 def test_dimension_mismatch_names_the_split(tmp_path):
-    path = write_test_classifier(tmp_path / "500_model.pth", input_dim=3328, seed=1)
+    path = write_demo_classifier(tmp_path / "500_model.pth", input_dim=3328, seed=1)
     with pytest.raises(CheckpointError) as error:
         load_classifier(path, dnabert_dim=768, esm_dim=1280)
     message = str(error.value)

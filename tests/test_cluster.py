@@ -9,8 +9,9 @@ from distributed import LocalCluster
 from prefect import flow, task
 from prefect.testing.utilities import prefect_test_harness
 
-from tasks.cluster import GPU_RESOURCE, ClusterSpec, task_runner
+from tasks.cluster import GPU_RESOURCE, local_gpus, task_runner, worker_gpus
 from virnucpro.errors import VirNucProError
+from virnucpro.run.config import ClusterConfig
 
 
 @task
@@ -40,17 +41,16 @@ def test_gpu_tasks_take_turns_on_a_worker_with_spare_threads(monkeypatch):
             dashboard_address=":0",
         ) as cluster,
     ):
-        runner = task_runner(ClusterSpec(scheduler_address=cluster.scheduler_address))
+        runner = task_runner(ClusterConfig(scheduler_address=cluster.scheduler_address))
         (first, second) = sorted(two_gpu_tasks.with_options(task_runner=runner)())
     assert second[0] >= first[1] - 0.05
 
 
 def test_without_gpus_the_local_cluster_runs_cpu_workers(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    spec = ClusterSpec(cpu_workers=3)
-    assert spec.local_gpus() == ()
-    assert spec.worker_count() == 3
-    assert spec.worker_gpus() == {}
+    spec = ClusterConfig(cpu_workers=3)
+    assert local_gpus(spec) == ()
+    assert worker_gpus(spec) == {}
     runner = task_runner(spec)
     assert runner.cluster_kwargs["n_workers"] == 3
     assert runner.cluster_kwargs["resources"] == {GPU_RESOURCE: 1}
@@ -58,9 +58,8 @@ def test_without_gpus_the_local_cluster_runs_cpu_workers(monkeypatch):
 
 
 def test_chosen_gpus_get_one_worker_each():
-    spec = ClusterSpec(gpus=(0, 2))
-    assert spec.worker_count() == 2
-    assert spec.worker_gpus() == {"0": 0, "1": 2}
+    spec = ClusterConfig(gpus=(0, 2))
+    assert worker_gpus(spec) == {"0": 0, "1": 2}
     pytest.importorskip("dask_cuda")  # the `gpu` extra
     runner = task_runner(spec)
     assert runner.cluster_kwargs["CUDA_VISIBLE_DEVICES"] == "0,2"
@@ -68,11 +67,11 @@ def test_chosen_gpus_get_one_worker_each():
 
 
 def test_an_existing_scheduler_is_used_as_given():
-    runner = task_runner(ClusterSpec(scheduler_address="tcp://127.0.0.1:8786"))
+    runner = task_runner(ClusterConfig(scheduler_address="tcp://127.0.0.1:8786"))
     assert runner.address == "tcp://127.0.0.1:8786"
 
 
 def test_gpus_without_dask_cuda_get_a_clear_error(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(VirNucProError, match=r"1 GPU\(s\) visible but dask-cuda is not installed"):
-        task_runner(ClusterSpec(gpus=(0,)))
+        task_runner(ClusterConfig(gpus=(0,)))

@@ -6,8 +6,8 @@ import urllib.request
 from distributed import LocalCluster
 
 from tasks import dask_page
-from virnucpro.live_dashboard import COLUMNS, DashboardState, WorkerStatus, worker_cells
-from virnucpro.telemetry import RunEvent
+from virnucpro.monitoring.live_dashboard import COLUMNS, DashboardState, WorkerStatus, worker_cells
+from virnucpro.monitoring.telemetry import RunEvent
 
 STATE = DashboardState(
     workers=[

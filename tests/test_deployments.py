@@ -8,6 +8,7 @@ The run uses the small random-weight models on a 2-read FASTA file.
 
 from __future__ import annotations
 
+import inspect
 import os
 import socket
 import subprocess
@@ -27,7 +28,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from deployments import serve
 from flows.predict import predict
-from virnucpro.test_models import write_test_models
+from virnucpro.demo_models.random_models import write_demo_models
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILE = ROOT / "deployments" / "prefect.yaml"
@@ -158,7 +159,7 @@ def test_a_run_of_the_deployment_executes_the_flow(
     project_file.write_text(yaml.safe_dump(edited))
     prefect_cli(prefect_env, "--no-prompt", "deploy", "--prefect-file", str(project_file), "--all")
 
-    models = write_test_models(tmp_path / "models")
+    models = write_demo_models(tmp_path / "models")
     out_dir = tmp_path / "out"
     with (
         temporary_settings(updates={PREFECT_API_URL: prefect_env["PREFECT_API_URL"]}),
@@ -197,7 +198,7 @@ def test_a_run_of_the_deployment_executes_the_flow(
 
 def test_serve_uses_the_project_files_schedule_limit_and_parameters() -> None:
     spec = serve.project_deployment()
-    argv = "--reads a.fa b/ --chunk-length 500 --gpus 0,2 --param groups_per_worker=8"
+    argv = "--reads a.fa b/ --chunk-length 500 --gpus 0,2 --param group_tokens=500000"
     args = serve.parse_args(argv.split())
     deployment = serve.build_deployment(args, serve.flow_parameters(args))
 
@@ -212,7 +213,25 @@ def test_serve_uses_the_project_files_schedule_limit_and_parameters() -> None:
         "reads": ["a.fa", "b/"],
         "chunk_length": 500,
         "gpus": [0, 2],
-        "groups_per_worker": 8,
+        "group_tokens": 500000,
+    }
+
+
+def test_the_project_files_parameters_are_the_flows_defaults() -> None:
+    """prefect.yaml restates the flow's defaults so users see them; they must not drift.
+    Only the site paths (EDIT) and trust_remote_code (the real DNABERT-S needs it,
+    the flow must not assume it) differ."""
+    parameters = serve.project_deployment()["parameters"]
+    flow_defaults = {
+        name: p.default
+        for name, p in inspect.signature(predict.fn).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+    site_specific = {"reads", "classifier", "out_dir", "trust_remote_code"}
+    assert set(parameters) == set(inspect.signature(predict.fn).parameters)
+    assert parameters["trust_remote_code"] is True
+    assert {k: v for k, v in parameters.items() if k not in site_specific} == {
+        k: v for k, v in flow_defaults.items() if k not in site_specific
     }
 
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from virnucpro.device import resolve_device, resolve_dtype, supports_bf16
+from virnucpro.models.device import resolve_device, resolve_dtype, supports_bf16
 
 
 def test_cpu_defaults_to_fp32():

@@ -12,15 +12,15 @@ import pytest
 import torch
 from helpers import copy_with_remote_code
 
-from virnucpro import dnabert
-from virnucpro.dnabert import DnabertConfig, force_pytorch_attention, load_dnabert
+from virnucpro.demo_models.random_models import write_demo_dnabert
 from virnucpro.errors import CheckpointError, InputError
-from virnucpro.test_models import write_test_dnabert
+from virnucpro.models import dnabert
+from virnucpro.models.dnabert import DnabertConfig, force_pytorch_attention, load_dnabert
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    return write_test_dnabert(tmp_path_factory.mktemp("dnabert"))
+    return write_demo_dnabert(tmp_path_factory.mktemp("dnabert"))
 
 
 @pytest.fixture(scope="module")

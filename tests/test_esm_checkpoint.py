@@ -9,11 +9,11 @@ import esm
 import pytest
 import torch
 
-from virnucpro import esm_checkpoint
+from virnucpro.demo_models.random_models import random_esm2, write_demo_esm_checkpoint
 from virnucpro.errors import CheckpointError
-from virnucpro.esm_checkpoint import hub_file, load_esm2
-from virnucpro.esm_model import EsmConfig
-from virnucpro.test_models import random_esm2, write_test_esm_checkpoint
+from virnucpro.models import esm_checkpoint
+from virnucpro.models.esm_checkpoint import hub_file, load_esm2
+from virnucpro.models.esm_model import EsmConfig
 
 
 def assert_same_weights(model, expected_state):
@@ -29,7 +29,7 @@ def fair_esm_state_dict(num_layers=2, embed_dim=64, heads=4, seed=0):
 
 
 def test_hub_format_file_loads_with_config_from_cfg(tmp_path):
-    path = write_test_esm_checkpoint(
+    path = write_demo_esm_checkpoint(
         tmp_path / "hub.pt", num_layers=3, embed_dim=96, attention_heads=6
     )
     config, model = load_esm2(path)
@@ -41,7 +41,7 @@ def test_hub_format_file_loads_with_config_from_cfg(tmp_path):
 
 def test_hub_file_loads_like_fair_esm_loads_it(tmp_path):
     """Same file through fair-esm's own v2 loader (which reads cfg by attribute)."""
-    path = write_test_esm_checkpoint(tmp_path / "a.pt", 2, 64, 4)
+    path = write_demo_esm_checkpoint(tmp_path / "a.pt", 2, 64, 4)
     _, ours = load_esm2(path)
     with torch.serialization.safe_globals([argparse.Namespace]):
         data = torch.load(path, weights_only=True)
@@ -53,7 +53,7 @@ def test_hub_file_loads_like_fair_esm_loads_it(tmp_path):
 
 
 def test_hub_file_with_a_plain_dict_cfg_loads_too(tmp_path):
-    path = write_test_esm_checkpoint(tmp_path / "a.pt", 3, 96, 6)
+    path = write_demo_esm_checkpoint(tmp_path / "a.pt", 3, 96, 6)
     with torch.serialization.safe_globals([argparse.Namespace]):
         data = torch.load(path, weights_only=True)
     data["cfg"] = {"model": vars(data["cfg"]["model"])}
@@ -64,7 +64,7 @@ def test_hub_file_with_a_plain_dict_cfg_loads_too(tmp_path):
 
 def test_model_trained_without_token_dropout_is_refused(tmp_path):
     """Its embeddings would need no ×0.88 rescale; no released ESM-2 is like that."""
-    path = write_test_esm_checkpoint(tmp_path / "a.pt", 2, 64, 4)
+    path = write_demo_esm_checkpoint(tmp_path / "a.pt", 2, 64, 4)
     with torch.serialization.safe_globals([argparse.Namespace]):
         data = torch.load(path, weights_only=True)
     data["cfg"]["model"].token_dropout = False
@@ -90,7 +90,7 @@ def test_plain_fair_esm_state_dict_with_heads_from_table(tmp_path):
 
 
 def test_half_precision_file_loads_into_the_requested_dtype(tmp_path):
-    path = write_test_esm_checkpoint(tmp_path / "fp16.pt", 2, 64, 4, dtype=torch.float16)
+    path = write_demo_esm_checkpoint(tmp_path / "fp16.pt", 2, 64, 4, dtype=torch.float16)
     expected = random_esm2(EsmConfig(2, 64, 4), seed=0).half().state_dict()
 
     _, model = load_esm2(path)  # default: FP32
@@ -123,7 +123,7 @@ def test_unknown_size_needs_heads_argument(tmp_path):
 
 
 def test_heads_argument_contradicting_cfg_is_refused(tmp_path):
-    path = write_test_esm_checkpoint(tmp_path / "hub.pt", 2, 64, 4)
+    path = write_demo_esm_checkpoint(tmp_path / "hub.pt", 2, 64, 4)
     with pytest.raises(CheckpointError, match="cfg says 4 attention heads but 8"):
         load_esm2(path, attention_heads=8)
 
@@ -134,13 +134,13 @@ def test_by_name_uses_the_torch_hub_cache(tmp_path, monkeypatch):
     cached = hub_file("esm2_t6_8M_UR50D")
     assert cached == tmp_path / "checkpoints" / "esm2_t6_8M_UR50D.pt"
     cached.parent.mkdir()
-    write_test_esm_checkpoint(cached)
+    write_demo_esm_checkpoint(cached)
     config, _ = load_esm2("esm2_t6_8M_UR50D")
     assert config == EsmConfig(6, 320, 20)
 
 
 def test_by_name_downloads_fair_esm_url_when_not_cached(tmp_path, monkeypatch):
-    source = write_test_esm_checkpoint(tmp_path / "source.pt", 2, 64, 4)
+    source = write_demo_esm_checkpoint(tmp_path / "source.pt", 2, 64, 4)
     fetched = []
 
     def fake_download(url, destination, progress=True):

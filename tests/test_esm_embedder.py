@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from virnucpro import esm_model
+from virnucpro.demo_models.random_models import random_esm2, write_demo_esm_checkpoint
 from virnucpro.errors import InputError
-from virnucpro.esm_embedder import RESIDUE_LOOKUP, EsmEmbedder, encode_proteins, pack_batch
-from virnucpro.esm_model import CLS_IDX, EOS_IDX, PAD_IDX, EsmConfig
-from virnucpro.test_models import random_esm2, write_test_esm_checkpoint
+from virnucpro.models import esm_model
+from virnucpro.models.esm_embedder import RESIDUE_LOOKUP, EsmEmbedder, encode_proteins, pack_batch
+from virnucpro.models.esm_model import CLS_IDX, EOS_IDX, PAD_IDX, EsmConfig
 
 ALPHABET = esm.data.Alphabet.from_architecture("ESM-1b")
 LETTERS = "LAGVSERTIDPKQNFYMHWCXBUZO"
@@ -130,7 +130,7 @@ def test_rows_follow_input_order_with_duplicates(small_model):
 def test_stats_count_tokens_steps_and_truncation(small_model, caplog):
     sequences = [*proteins([10, 20, 30]), "M" * 1100]
     embedder = fp32_embedder(small_model, max_tokens=64)
-    with caplog.at_level(logging.WARNING, logger="virnucpro.esm_embedder"):
+    with caplog.at_level(logging.WARNING, logger="virnucpro.models.esm_embedder"):
         embedder.embed(sequences)
     stats = embedder.last_stats
     assert stats.sequences == 4
@@ -152,7 +152,7 @@ def test_empty_call_returns_empty_matrix(small_model):
 
 
 def test_checkpoint_path_is_accepted(tmp_path):
-    path = write_test_esm_checkpoint(tmp_path / "esm.pt", 2, 64, 4, seed=7)
+    path = write_demo_esm_checkpoint(tmp_path / "esm.pt", 2, 64, 4, seed=7)
     from_file = EsmEmbedder(path, device="cpu").embed(["MKVLA"])
     from_model = fp32_embedder(random_esm2(EsmConfig(2, 64, 4), seed=7)).embed(["MKVLA"])
     np.testing.assert_array_equal(from_file, from_model)
@@ -226,7 +226,7 @@ def test_failed_compile_falls_back_to_eager_once(small_model, monkeypatch, caplo
 
     monkeypatch.setattr(torch, "compile", broken_compile)
     embedder = fp32_embedder(small_model, compile=True, max_tokens=300)
-    with caplog.at_level(logging.WARNING, logger="virnucpro.esm_embedder"):
+    with caplog.at_level(logging.WARNING, logger="virnucpro.models.esm_embedder"):
         got = embedder.embed(sequences)
     np.testing.assert_allclose(got, want, atol=2e-5, rtol=0)
     assert embedder.last_stats.steps > 1 and len(attempts) == 1  # later steps run eager

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from virnucpro.batching import token_budget_batches
-from virnucpro.esm_embedder import EsmEmbedder, encode_proteins, pack_batch
-from virnucpro.esm_model import (
+from virnucpro.demo_models.random_models import random_esm2
+from virnucpro.models.batching import token_budget_batches
+from virnucpro.models.esm_embedder import EsmEmbedder, encode_proteins, pack_batch
+from virnucpro.models.esm_model import (
     Esm2,
     EsmConfig,
     nested_attention,
@@ -15,7 +16,6 @@ from virnucpro.esm_model import (
     select_attention_backend,
     varlen_attention,
 )
-from virnucpro.test_models import random_esm2
 
 AMINO_ACIDS = np.array(list("LAGVSERTIDPKQNFYMHWCXBUZO"))
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -8,9 +8,9 @@ import re
 import pytest
 
 from virnucpro.errors import InputError
-from virnucpro.fasta import FastaReader, fasta_stem
-from virnucpro.ledger import read_ledger
-from virnucpro.preparation import prepare_reads
+from virnucpro.reads.fasta import FastaReader, fasta_stem
+from virnucpro.reads.ledger import read_ledger
+from virnucpro.reads.preparation import prepare_reads
 
 
 def _write(tmp_path, content: bytes, name="reads.fa"):
@@ -70,7 +70,7 @@ def test_truncated_gzip_names_the_last_good_record(tmp_path):
 
 def test_crlf_line_endings_are_read_and_reported(tmp_path, caplog):
     path = _write(tmp_path, b">r1 x\r\nACGT\r\nAC\r\n>r2\r\nGG\r\n")
-    with caplog.at_level(logging.INFO, logger="virnucpro.fasta"):
+    with caplog.at_level(logging.INFO, logger="virnucpro.reads.fasta"):
         assert _reads(path) == [(1, "r1", "ACGTAC"), (2, "r2", "GG")]
     assert "CRLF line endings" in caplog.text
 

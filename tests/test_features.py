@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from virnucpro.errors import FeatureError
-from virnucpro.features import join_features
+from virnucpro.models.features import join_features
 
 
 def test_rows_are_matched_by_id_not_position():

@@ -2,9 +2,9 @@
 
 Every flow run here goes through a real Prefect API (the test harness's temporary
 server) and a real `distributed` cluster of worker processes, with the small
-random-weight models, on the 400 public reads (902 frames at 300 nt). The flow plans
-`workers × groups_per_worker` groups; the library run compared against it is given the
-same worker count so that both score the same groups.
+random-weight models, on the 400 public reads (902 frames at 300 nt), which make
+`MIN_GROUPS` groups whatever the number of workers, so the library run compared against
+the flow scores the same groups.
 """
 
 from __future__ import annotations
@@ -30,19 +30,26 @@ from prefect.testing.utilities import prefect_test_harness
 
 from flows.predict import GroupsFailed, predict
 from tasks.cluster import GPU_RESOURCE
-from virnucpro import pipeline
-from virnucpro.config import ModelConfig, PredictConfig
-from virnucpro.group_inference import result_path, run_group
-from virnucpro.test_models import GeneratedModels, write_test_classifier, write_test_models
+from virnucpro.demo_models.random_models import (
+    GeneratedModels,
+    write_demo_classifier,
+    write_demo_models,
+)
+from virnucpro.run import pipeline
+from virnucpro.run.config import ModelConfig, PredictConfig
+from virnucpro.run.fingerprint import run_fingerprint
+from virnucpro.run.group_inference import result_path, run_group
+from virnucpro.run.planning import MIN_GROUPS
 
 WORKERS = 2
-GROUPS_PER_WORKER = 4
+GROUPS = MIN_GROUPS  # 902 frames are far fewer tokens than one group's worth
 TEXT_OUTPUTS = (
     "prediction_results.txt",
     "prediction_results_highestscore.csv",
     "read_verdicts.tsv",
     "unclassified.tsv",
 )
+CPU_PRECISION = "fp32"  # what `auto` means on these CPU workers
 GROUP_TASK = "embed_classify_group"  # the Dask key prefix of the group task
 
 
@@ -59,7 +66,7 @@ def prefect_api():
 
 @pytest.fixture(scope="session")
 def models(tmp_path_factory) -> GeneratedModels:
-    return write_test_models(tmp_path_factory.mktemp("models"))
+    return write_demo_models(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture(scope="session")
@@ -76,7 +83,6 @@ def flow_parameters(reads: Path, models: GeneratedModels, out_dir: Path, **chang
         "esm_model": str(models.esm),
         "dnabert_model": str(models.dnabert),
         "cpu_workers": WORKERS,
-        "groups_per_worker": GROUPS_PER_WORKER,
         **changes,
     }
 
@@ -92,8 +98,6 @@ def library_config(reads: Path, models: GeneratedModels, out_dir: Path) -> Predi
             dnabert_model=str(models.dnabert),
         ),
         chunk_length=300,
-        groups_per_worker=GROUPS_PER_WORKER,
-        workers=WORKERS,
     )
 
 
@@ -127,13 +131,13 @@ def test_flow_writes_what_the_library_writes(
     library = pipeline.predict(library_config(reads, models, tmp_path))
 
     assert text_outputs(tmp_path) == clean_outputs
-    assert summary["groups"] == len(library.groups) == WORKERS * GROUPS_PER_WORKER
+    assert summary["groups"] == len(library.groups) == GROUPS
     assert summary["groups_skipped"] == 0
     assert summary["frames"] == 902
     assert summary["outputs"] == [str(out_dir / "reads_public")]
 
     # Every kept frame is scored exactly once, across all groups' result files.
-    results = sorted((out_dir / ".virnucpro-work" / "results").glob("*.parquet"))
+    results = sorted((out_dir / ".virnucpro-work" / "results").glob("*/*.parquet"))
     assert [p.stem for p in results] == sorted(g.group_id for g in library.groups)
     scored = [
         f for p in results for f in pq.read_table(p, columns=["frame_id"])["frame_id"].to_pylist()
@@ -169,9 +173,9 @@ def interrupted_run(
     config = library_config(reads, models, out_dir)
     prepared = [pipeline.prepare_input(config, path) for path in config.reads]
     groups = pipeline.plan(config, prepared)
-    fingerprint = config.models.fingerprint()
+    fingerprint = run_fingerprint(config.models, CPU_PRECISION)
     for group in groups[:finished]:
-        run_group(group, pipeline.results_dir(config), config.models, fingerprint)
+        run_group(group, pipeline.results_dir(config, fingerprint), config.models, fingerprint)
     return [g.group_id for g in groups[:finished]]
 
 
@@ -185,7 +189,7 @@ def test_rerun_after_interruption_skips_finished_groups(
     with caplog.at_level("INFO", logger="prefect"):
         summary = predict(**flow_parameters(reads, models, tmp_path))
 
-    assert summary["groups"] == WORKERS * GROUPS_PER_WORKER
+    assert summary["groups"] == GROUPS
     assert summary["groups_skipped"] == len(finished) == 3
     assert "5 groups done, 3 skipped" in caplog.text
     skipped = api_log_messages(started, "skipped (complete result found)", expected=3)
@@ -195,7 +199,7 @@ def test_rerun_after_interruption_skips_finished_groups(
     # Nothing left to do: a second rerun only reassembles the outputs.
     delete_final_outputs(tmp_path)
     summary = predict(**flow_parameters(reads, models, tmp_path))
-    assert summary["groups_skipped"] == summary["groups"] == WORKERS * GROUPS_PER_WORKER
+    assert summary["groups_skipped"] == summary["groups"] == GROUPS
     assert text_outputs(tmp_path) == clean_outputs
 
 
@@ -207,14 +211,14 @@ def test_changed_parameters_do_not_reuse_results(
     shutil.copytree(clean_flow_run[0], out_dir)
     delete_final_outputs(out_dir)
     if change == "classifier":
-        other = write_test_classifier(tmp_path / "other_classifier.pth", 32 + 64, seed=1)
+        other = write_demo_classifier(tmp_path / "other_classifier.pth", 32 + 64, seed=1)
         parameters = flow_parameters(reads, models, out_dir, classifier=str(other))
     else:
         parameters = flow_parameters(reads, models, out_dir, chunk_length=500)
 
     summary = predict(**parameters)
 
-    assert summary["groups"] == WORKERS * GROUPS_PER_WORKER
+    assert summary["groups"] == GROUPS
     assert summary["groups_skipped"] == 0
     if change == "classifier":
         assert text_outputs(out_dir) != clean_outputs
@@ -273,7 +277,7 @@ def test_worker_killed_while_holding_a_group(prefect_api, clean_outputs, reads, 
         cluster.close()
 
     assert "error" not in outcome, outcome.get("error")
-    assert outcome["summary"]["groups"] == WORKERS * GROUPS_PER_WORKER
+    assert outcome["summary"]["groups"] == GROUPS
     assert text_outputs(tmp_path) == clean_outputs
 
 
@@ -281,16 +285,16 @@ def test_a_failing_group_fails_the_run_and_keeps_the_others(prefect_api, reads, 
     config = library_config(reads, models, tmp_path)
     prepared = [pipeline.prepare_input(config, path) for path in config.reads]
     groups = pipeline.plan(config, prepared)
+    results = pipeline.results_dir(config, run_fingerprint(config.models, CPU_PRECISION))
     broken = groups[2]
-    broken.path.write_bytes(b"not a parquet file")
+    result_path(results, broken).mkdir(parents=True)  # its result cannot be written
 
     with pytest.raises(GroupsFailed, match=broken.group_id) as failure:
         predict(**flow_parameters(reads, models, tmp_path))
 
     assert "1 group(s) failed" in str(failure.value)
-    results = pipeline.results_dir(config)
     for group in groups:
-        assert result_path(results, group).exists() == (group is not broken), group.group_id
+        assert result_path(results, group).is_file() == (group is not broken), group.group_id
 
 
 def _artifacts(key: str) -> list:
@@ -316,7 +320,7 @@ def test_run_publishes_progress_report_and_tables(clean_flow_run):
     out_dir, _ = clean_flow_run
     telemetry = json.loads((out_dir / "telemetry.json").read_text())["run"]
     assert telemetry["sequences"] == 902  # every frame once
-    assert telemetry["groups_done"] == WORKERS * GROUPS_PER_WORKER
+    assert telemetry["groups_done"] == GROUPS
 
     progress = _artifacts("virnucpro-progress")
     assert progress and all(float(a.data) == 100.0 for a in progress)
@@ -341,4 +345,4 @@ def test_run_publishes_progress_report_and_tables(clean_flow_run):
     # The throughput log outlives the run: one line per group, appended by the workers.
     log_lines = (out_dir / "throughput_log.csv").read_text().splitlines()
     assert log_lines[0].startswith("time,worker,gpu")
-    assert len(log_lines) == 1 + WORKERS * GROUPS_PER_WORKER
+    assert len(log_lines) == 1 + GROUPS

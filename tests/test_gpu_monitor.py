@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pynvml
 import pytest
 
-from virnucpro.gpu_monitor import GpuMonitor, parse_visible_devices
+from virnucpro.monitoring.gpu_monitor import GpuMonitor, parse_visible_devices
 
 
 class FakeNvml:
@@ -65,13 +65,13 @@ def test_no_nvml_returns_empty_with_one_debug_line(caplog: pytest.LogCaptureFixt
     # This machine has no NVML library: nvmlInit raises NVMLError_LibraryNotFound.
     with pytest.raises(pynvml.NVMLError):
         pynvml.nvmlInit()
-    caplog.set_level(logging.DEBUG, logger="virnucpro.gpu_monitor")
+    caplog.set_level(logging.DEBUG, logger="virnucpro.monitoring.gpu_monitor")
     monitor = GpuMonitor()
     assert monitor.sample() == []
     assert monitor.sample() == []
     assert monitor.available is False
     assert monitor.driver_info() is None
-    records = [r for r in caplog.records if r.name == "virnucpro.gpu_monitor"]
+    records = [r for r in caplog.records if r.name == "virnucpro.monitoring.gpu_monitor"]
     assert len(records) == 1
     assert records[0].levelno == logging.DEBUG
 

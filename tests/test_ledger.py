@@ -1,7 +1,14 @@
 import pytest
 
-from virnucpro.ledger import COLUMNS, LedgerRow, format_row, header, read_ledger, read_ledger_table
-from virnucpro.preparation import prepare_reads
+from virnucpro.reads.ledger import (
+    COLUMNS,
+    LedgerRow,
+    format_row,
+    header,
+    read_ledger,
+    read_ledger_table,
+)
+from virnucpro.reads.preparation import prepare_reads
 
 
 def test_table_and_rows_read_the_same_ledger(reference_dir, tmp_path):

@@ -8,8 +8,13 @@ import pytest
 from helpers import run_in_pty
 from rich.console import Console
 
-from virnucpro.live_dashboard import Dashboard, DashboardState, WorkerStatus, summary_line
-from virnucpro.telemetry import RunEvent
+from virnucpro.monitoring.live_dashboard import (
+    Dashboard,
+    DashboardState,
+    WorkerStatus,
+    summary_line,
+)
+from virnucpro.monitoring.telemetry import RunEvent
 
 STATE = DashboardState(
     workers=[
@@ -39,7 +44,7 @@ def test_renders_table_on_a_terminal() -> None:
 
 SCRIPT = """
 import time
-from virnucpro.live_dashboard import Dashboard, DashboardState, WorkerStatus
+from virnucpro.monitoring.live_dashboard import Dashboard, DashboardState, WorkerStatus
 state = DashboardState([WorkerStatus("gpu-0", 0, 55.0, tokens_per_second=1000.0)], [], 1, 2)
 with Dashboard(interval=0.5) as dashboard:
     dashboard.update(state)
@@ -58,7 +63,7 @@ def test_live_dashboard_in_a_real_pty() -> None:
 
 
 def test_off_terminal_logs_at_most_once_per_interval(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="virnucpro.live_dashboard")
+    caplog.set_level(logging.INFO, logger="virnucpro.monitoring.live_dashboard")
     now = [0.0]
     console = Console(file=io.StringIO(), force_terminal=False)
     with Dashboard(console=console, log_interval=5.0, clock=lambda: now[0]) as dashboard:
@@ -66,7 +71,9 @@ def test_off_terminal_logs_at_most_once_per_interval(caplog: pytest.LogCaptureFi
         for second in range(12):  # updates every second for 12 s: logs at 0, 5 and 10 s
             now[0] = float(second)
             dashboard.update(STATE)
-    lines = [r.getMessage() for r in caplog.records if r.name == "virnucpro.live_dashboard"]
+    lines = [
+        r.getMessage() for r in caplog.records if r.name == "virnucpro.monitoring.live_dashboard"
+    ]
     assert len(lines) == 4  # three timed lines plus the final state on exit
     assert lines[0] == summary_line(STATE)
     assert lines[0] == (

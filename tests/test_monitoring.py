@@ -6,7 +6,7 @@ import time
 
 from tasks.groups import GROUP_EVENT_TOPIC
 from tasks.monitoring import REFRESH_THREAD, RunMonitor
-from virnucpro.live_dashboard import Dashboard
+from virnucpro.monitoring.live_dashboard import Dashboard
 
 
 class FakeClient:

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from virnucpro.errors import FeatureError
-from virnucpro.ledger import STATUS_EMPTY_READ, LedgerRow
-from virnucpro.outputs import score_text, score_texts, write_outputs
+from virnucpro.reads.ledger import STATUS_EMPTY_READ, LedgerRow
+from virnucpro.run.outputs import score_text, score_texts, write_outputs
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared/reference/virnucpro_original"
 if not REFERENCE.is_dir():

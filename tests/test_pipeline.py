@@ -5,17 +5,18 @@ from pathlib import Path
 import pytest
 from helpers import copy_with_remote_code
 
-from virnucpro import esm_checkpoint, pipeline
-from virnucpro.config import ModelConfig, PredictConfig
+from virnucpro.demo_models.random_models import write_demo_models
 from virnucpro.errors import CheckpointError, InputError
-from virnucpro.test_models import write_test_models
+from virnucpro.models import esm_checkpoint
+from virnucpro.run import pipeline
+from virnucpro.run.config import ModelConfig, PredictConfig
 
 READS = ">r1\n" + "ATG" * 120 + "\n"
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    return write_test_models(tmp_path_factory.mktemp("models"))
+    return write_demo_models(tmp_path_factory.mktemp("models"))
 
 
 def config_for(tmp_path: Path, models, **changes) -> PredictConfig:

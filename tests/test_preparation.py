@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from virnucpro.cli import main
 from virnucpro.errors import InputError
-from virnucpro.ledger import COLUMNS, STATUS_EMPTY_READ, read_ledger
-from virnucpro.preparation import output_paths, prepare_reads
+from virnucpro.reads.ledger import COLUMNS, STATUS_EMPTY_READ, read_ledger
+from virnucpro.reads.preparation import output_paths, prepare_reads
 
 
 def _records(path: Path) -> list[tuple[str, str]]:

@@ -5,14 +5,11 @@ from distributed import Worker
 from helpers import scrape, telemetry_cluster
 from prometheus_client import CollectorRegistry, generate_latest
 
-from virnucpro import prometheus_metrics
-from virnucpro.gpu_monitor import GpuSample
-from virnucpro.prometheus_metrics import (
-    WorkerTelemetryPlugin,
-    register_collector,
-    write_scrape_targets,
-)
-from virnucpro.telemetry import BatchRecord, TelemetryRecorder
+from tasks.worker_telemetry import WorkerTelemetryPlugin, write_scrape_targets
+from virnucpro.monitoring import prometheus_metrics
+from virnucpro.monitoring.gpu_monitor import GpuSample
+from virnucpro.monitoring.prometheus_metrics import register_collector
+from virnucpro.monitoring.telemetry import BatchRecord, TelemetryRecorder
 
 
 def batch(model: str, group: str, tokens: int, seconds: float, oom: int = 0) -> BatchRecord:
@@ -68,11 +65,6 @@ def test_registration_is_idempotent(registry: CollectorRegistry, tmp_path) -> No
     # Without a GPU monitor the GPU families are present but empty.
     assert "# TYPE virnucpro_gpu_utilisation_percent gauge" in text
     assert registry.get_sample_value("virnucpro_gpu_utilisation_percent", {"gpu": "0"}) is None
-
-
-def test_degrades_without_prometheus_client(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(prometheus_metrics, "REGISTRY", None)
-    assert register_collector() is None
 
 
 def _record_on_worker(dask_worker: Worker) -> int:

@@ -3,9 +3,15 @@ import json
 
 import pytest
 
-from virnucpro.projections import Baseline
-from virnucpro.report import Target, evaluate_targets, render_markdown, tables, write_report
-from virnucpro.telemetry import (
+from virnucpro.monitoring.projections import Baseline
+from virnucpro.monitoring.report import (
+    Target,
+    evaluate_targets,
+    render_markdown,
+    tables,
+    write_report,
+)
+from virnucpro.monitoring.telemetry import (
     BatchRecord,
     GpuInfo,
     RunEvent,

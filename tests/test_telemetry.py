@@ -3,9 +3,9 @@ import json
 
 import pytest
 
-from virnucpro.gpu_monitor import GpuMonitor
-from virnucpro.projections import Baseline, project, scaling
-from virnucpro.telemetry import (
+from virnucpro.monitoring.gpu_monitor import GpuMonitor
+from virnucpro.monitoring.projections import Baseline, project, scaling
+from virnucpro.monitoring.telemetry import (
     THROUGHPUT_COLUMNS,
     BatchRecord,
     RunMetadata,

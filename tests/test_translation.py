@@ -3,7 +3,7 @@ import original_prepare
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from virnucpro.translation import (
+from virnucpro.reads.translation import (
     FRAME_SUFFIXES,
     STATUS_NO_STOP_FREE,
     STATUS_OK,

@@ -11,27 +11,27 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
-
-from virnucpro.chunking import CHUNK_LENGTHS
 from virnucpro.errors import VirNucProError
-from virnucpro.preparation import prepare_reads
+from virnucpro.run.arguments import add_options
+from virnucpro.run.config import ModelConfig, PredictConfig
 
-_stderr = Console(stderr=True)
 
-
-def _progress_bar(label: str) -> tuple[Progress | None, Callable[[int, int], None] | None]:
+def _progress_bar(label: str) -> tuple[Any, Callable[[int, int], None] | None]:
     """A rich progress bar on a terminal; nothing when output is piped or logged."""
-    if not _stderr.is_terminal:
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    stderr = Console(stderr=True)
+    if not stderr.is_terminal:
         return None, None
     bar = Progress(
         f"[bold]{label}",
         BarColumn(),
         DownloadColumn(),
         TimeRemainingColumn(),
-        console=_stderr,
+        console=stderr,
         transient=True,
     )
     task = bar.add_task(label, total=None)
@@ -43,12 +43,14 @@ def _progress_bar(label: str) -> tuple[Progress | None, Callable[[int, int], Non
 
 
 def _prepare(args: argparse.Namespace) -> None:
+    from virnucpro.reads.preparation import prepare_reads
+
     bar, update = _progress_bar(f"preparing {args.reads.name}")
     if bar is None:
-        result = prepare_reads(args.reads, args.chunk_length, args.out)
+        result = prepare_reads(args.reads, args.chunk_length, args.out_dir)
     else:
         with bar:
-            result = prepare_reads(args.reads, args.chunk_length, args.out, progress=update)
+            result = prepare_reads(args.reads, args.chunk_length, args.out_dir, progress=update)
     c = result.counts
     print(
         f"{c.reads} reads ({c.empty_reads} empty) → {c.chunks} chunks → {c.frames} stop-free "
@@ -58,10 +60,10 @@ def _prepare(args: argparse.Namespace) -> None:
         print(f"  {path}")
 
 
-def _make_test_models(args: argparse.Namespace) -> None:
-    from virnucpro.test_models import write_test_models
+def _make_demo_models(args: argparse.Namespace) -> None:
+    from virnucpro.demo_models.random_models import write_demo_models
 
-    models = write_test_models(args.directory, seed=args.seed)
+    models = write_demo_models(args.directory, seed=args.seed)
     print("random-init models (their predictions are meaningless; for tests and demos):")
     print(f"  ESM-2 checkpoint (fair-esm hub format): {models.esm}")
     print(f"  DNABERT-S stand-in (save_pretrained dir): {models.dnabert}")
@@ -69,54 +71,38 @@ def _make_test_models(args: argparse.Namespace) -> None:
 
 
 def _predict(args: argparse.Namespace) -> None:
-    from virnucpro.config import ModelConfig, PredictConfig
-    from virnucpro.fasta import find_fasta_files
-    from virnucpro.pipeline import predict
-    from virnucpro.test_models import is_generated
+    from virnucpro.demo_models.random_models import is_generated
+    from virnucpro.reads.fasta import find_fasta_files
+    from virnucpro.run.pipeline import predict
 
+    models = ModelConfig(**{name: getattr(args, name) for name in MODEL_OPTIONS})
     config = PredictConfig(
         reads=tuple(find_fasta_files(args.reads)),
-        out_dir=args.out,
-        models=ModelConfig(
-            **{name: getattr(args, name) for name in MODEL_ARGUMENTS}, device=args.device
-        ),
+        models=models,
+        out_dir=args.out_dir,
         chunk_length=args.chunk_length,
+        group_tokens=args.group_tokens,
+        keep_work=args.keep_work,
     )
     result = predict(config)
     for item in result.inputs:
         print(f"{item.frames_scored} frames scored → {item.outputs.read_verdicts.text.parent}")
-    if is_generated(Path(args.classifier)):
-        print("NOTE: random-init test models: these predictions are meaningless")
+    if is_generated(models.classifier):
+        print("NOTE: random-init demo models: these predictions are meaningless")
 
 
-# argparse destinations equal ModelConfig fields (and the flow's parameters).
-MODEL_ARGUMENTS = (
+# The model options every front end offers (the flow adds none and drops `device`:
+# its workers each own one GPU).
+MODEL_OPTIONS = (
     "classifier",
     "esm_model",
     "dnabert_model",
     "trust_remote_code",
     "precision",
+    "device",
     "esm_tokens_per_batch",
     "dnabert_tokens_per_batch",
 )
-
-
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """The model options, shared by `virnucpro predict` and `flows/predict.py`."""
-    from virnucpro.config import ESM2_3B
-    from virnucpro.dnabert import DNABERT_S
-
-    parser.add_argument("--classifier", required=True, help="300_model.pth / 500_model.pth")
-    parser.add_argument("--esm-model", default=ESM2_3B, help="fair-esm name or checkpoint")
-    parser.add_argument("--dnabert-model", default=DNABERT_S, help="hub name or directory")
-    parser.add_argument(
-        "--trust-remote-code",
-        action="store_true",
-        help="allow DNABERT-S's own model code to run (required for the real model)",
-    )
-    parser.add_argument("--precision", choices=("auto", "bf16", "fp16", "fp32"), default="auto")
-    parser.add_argument("--esm-tokens-per-batch", type=int, help="packed tokens per step")
-    parser.add_argument("--dnabert-tokens-per-batch", type=int, default=32768)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,10 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="chunk reads and select stop-free frames (the original tool's files + a ledger)",
     )
     prepare.add_argument("reads", type=Path, help="FASTA of nucleotide reads (.gz accepted)")
-    prepare.add_argument(
-        "--chunk-length", type=int, choices=CHUNK_LENGTHS, required=True, help="nt per chunk"
+    add_options(
+        prepare, PredictConfig, ("chunk_length", "out_dir"), required=("chunk_length", "out_dir")
     )
-    prepare.add_argument("--out", type=Path, required=True, help="output directory")
     prepare.set_defaults(run=_prepare)
 
     predict = commands.add_parser(
@@ -142,18 +127,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="the whole pipeline in this process (the Prefect flow is flows/predict.py)",
     )
     predict.add_argument("reads", type=Path, nargs="+", help="FASTA files or directories")
-    predict.add_argument("--chunk-length", type=int, choices=CHUNK_LENGTHS, default=300)
-    predict.add_argument("--out", type=Path, required=True, help="output directory")
-    add_model_arguments(predict)
-    predict.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 (default: auto)")
+    add_options(predict, PredictConfig, ("out_dir", "chunk_length", "group_tokens", "keep_work"))
+    add_options(predict, ModelConfig, MODEL_OPTIONS, required=("classifier",))
     predict.set_defaults(run=_predict)
 
     models = commands.add_parser(
-        "make-test-models", help="write small random-init models in the real formats"
+        "make-demo-models", help="write small random-init models in the real formats"
     )
     models.add_argument("directory", type=Path)
     models.add_argument("--seed", type=int, default=0)
-    models.set_defaults(run=_make_test_models)
+    models.set_defaults(run=_make_demo_models)
     return parser
 
 

@@ -1,4 +1,4 @@
-"""Load ESM-2 weights safely into our model (`virnucpro.esm_model.Esm2`).
+"""Load ESM-2 weights safely into our model (`virnucpro.models.esm_model.Esm2`).
 
 Three sources are accepted, all read with `torch.load(weights_only=True)` so a model
 file can never run code:
@@ -38,7 +38,7 @@ from pathlib import Path
 import torch
 
 from virnucpro.errors import CheckpointError
-from virnucpro.esm_model import ALPHABET, Esm2, EsmConfig
+from virnucpro.models.esm_model import ALPHABET, Esm2, EsmConfig
 
 log = logging.getLogger(__name__)
 

@@ -1,18 +1,21 @@
 """Planning work units: all kept frames, bin-packed into groups of similar token count.
 
-Each GPU worker gets several groups (not one), so that when one GPU runs ahead Dask's
-work stealing can move a queued group to it. Groups are balanced by
-longest-processing-time-first packing on ESM-2 tokens (ESM-2 3B is ~80% of the
-compute), and each group is a Parquet file of `frame_id, nucleotide, protein`, so a
-task receives a path, never the data. A group's id hashes its frames and the run's
-model fingerprint: rerunning with the same inputs and models finds the same groups
-(and their finished results); a changed model or chunk length never matches.
+The number of groups follows the work, never the cluster: about one per `group_tokens`
+ESM-2 tokens and at least `MIN_GROUPS`, so the same frames give the same groups on 1
+GPU or 8 and a rerun on another cluster reuses every finished group. Several groups per
+GPU let Dask's work stealing move queued groups to a GPU that runs ahead. Groups are
+balanced by longest-processing-time-first packing on ESM-2 tokens (ESM-2 3B is ~80% of
+the compute), and each group is a Parquet file of `frame_id, nucleotide, protein`, so a
+task receives a path, never the data. A group's id hashes its frames, so a changed
+input or chunk length never matches an old group; which models scored a group is the
+results' key (`run.fingerprint`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import heapq
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +27,10 @@ from Bio.SeqIO.FastaIO import SimpleFastaParser
 
 from virnucpro.atomic_write import write_parquet
 from virnucpro.errors import FeatureError
-from virnucpro.preparation import PreparedFiles
+from virnucpro.reads.preparation import PreparedFiles
+
+# Enough groups for work stealing to even out a few GPUs even on a small input.
+MIN_GROUPS = 8
 
 GROUP_SCHEMA = pa.schema(
     [("frame_id", pa.string()), ("nucleotide", pa.string()), ("protein", pa.string())]
@@ -91,25 +97,42 @@ def pack_groups(costs: np.ndarray, n_groups: int) -> list[np.ndarray]:
     return [np.sort(np.array(m, dtype=np.int64)) for m in members if m]
 
 
-def plan_groups(frames: Frames, n_groups: int, group_dir: Path, fingerprint: str) -> list[Group]:
-    """Pack frames into about `n_groups` groups and write each group file once."""
+def group_count(total_tokens: int, group_tokens: int) -> int:
+    """How many groups a run's frames make: from the work alone, never the cluster."""
+    return max(MIN_GROUPS, math.ceil(total_tokens / group_tokens))
+
+
+def plan_groups(frames: Frames, group_tokens: int, group_dir: Path) -> list[Group]:
+    """Pack frames into groups of about `group_tokens` ESM-2 tokens; write each group
+    file unless an intact one is there already (a damaged or partial one is rewritten)."""
     group_dir.mkdir(parents=True, exist_ok=True)
     costs = np.fromiter((len(p) + 2 for p in frames.proteins), np.int64, len(frames.proteins))
     groups = []
-    for members in pack_groups(costs, n_groups):
+    for members in pack_groups(costs, group_count(int(costs.sum()), group_tokens)):
         ids = [frames.ids[i] for i in members]
         nucleotides = [frames.nucleotides[i] for i in members]
         proteins = [frames.proteins[i] for i in members]
-        digest = hashlib.sha256(fingerprint.encode())
+        digest = hashlib.sha256()
         for values in (ids, nucleotides, proteins):
             digest.update("\n".join(values).encode())
         group_id = f"g{len(groups):04d}-{digest.hexdigest()[:12]}"
-        path = group_dir / f"{group_id}.parquet"
-        if not path.exists():
+        group = Group(
+            group_id, group_dir / f"{group_id}.parquet", len(ids), int(costs[members].sum())
+        )
+        if not _is_intact(group):
             table = pa.table([ids, nucleotides, proteins], schema=GROUP_SCHEMA)
-            write_parquet(table, path)
-        groups.append(Group(group_id, path, len(ids), int(costs[members].sum())))
+            write_parquet(table, group.path)
+        groups.append(group)
     return groups
+
+
+def _is_intact(group: Group) -> bool:
+    """A group file that reads back with the right schema and row count."""
+    try:
+        metadata = pq.read_metadata(group.path)
+    except (OSError, pa.ArrowInvalid):
+        return False
+    return metadata.num_rows == group.frames and metadata.schema.to_arrow_schema() == GROUP_SCHEMA
 
 
 def read_group(group: Group) -> pa.Table:

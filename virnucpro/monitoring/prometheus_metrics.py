@@ -9,30 +9,23 @@ The collector reads live values when scraped (pull, not push): GPU gauges from t
 process's `GpuMonitor` (cached, so frequent scrapes cost nothing), throughput and
 counters from the worker's `TelemetryRecorder`.
 
-prometheus_client comes with Prefect, not with distributed; if it is missing the
-module logs one debug line and registers nothing.
+The Dask worker plugin that installs it on every worker lives in
+`tasks/worker_telemetry.py`: the library does not know Dask.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections import defaultdict
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-from distributed import Client, Worker, WorkerPlugin
+from prometheus_client import REGISTRY
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from virnucpro.gpu_monitor import GpuMonitor
-from virnucpro.telemetry import BatchRecord, TelemetryRecorder
-
-try:
-    from prometheus_client import REGISTRY
-    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-except ImportError:
-    REGISTRY = None
+from virnucpro.monitoring.gpu_monitor import GpuMonitor
+from virnucpro.monitoring.telemetry import BatchRecord, TelemetryRecorder
 
 logger = logging.getLogger(__name__)
 
@@ -127,18 +120,14 @@ def register_collector(
     monitor: GpuMonitor | None = None,
     recorder: TelemetryRecorder | None = None,
     registry: Any = None,
-) -> VirnucproCollector | None:
+) -> VirnucproCollector:
     """Register the collector once per process; later calls only swap in new sources.
 
     Idempotent because a worker process may be set up more than once (plugin re-runs,
     several in-process workers in tests) and prometheus_client rejects duplicate names.
-    `registry` defaults to the global REGISTRY that Dask's /metrics renders. Returns None
-    when prometheus_client is not installed.
+    `registry` defaults to the global REGISTRY that Dask's /metrics renders.
     """
     global _collector
-    if REGISTRY is None:
-        logger.debug("prometheus_client is not installed; virnucpro metrics are off")
-        return None
     with _lock:
         if _collector is None:
             _collector = VirnucproCollector(monitor, recorder)
@@ -149,54 +138,3 @@ def register_collector(
             if recorder is not None:
                 _collector.recorder = recorder
         return _collector
-
-
-class WorkerTelemetryPlugin(WorkerPlugin):
-    """Gives each Dask worker a GPU monitor, a telemetry recorder and the collector.
-
-    Tasks find the recorder as `get_worker().plugins[WorkerTelemetryPlugin.name].recorder`.
-    On teardown the recorder's JSON is written, so telemetry survives a clean shutdown
-    even if the flow did not write it.
-    """
-
-    name = "virnucpro-telemetry"
-
-    def __init__(self, out_dir: Path | str, throughput_log: Path | str | None = None) -> None:
-        self.out_dir = Path(out_dir)
-        self.throughput_log = throughput_log
-        self.monitor: GpuMonitor | None = None
-        self.recorder: TelemetryRecorder | None = None
-
-    def setup(self, worker: Worker) -> None:
-        self.monitor = GpuMonitor()
-        self.recorder = TelemetryRecorder(str(worker.name), self.out_dir, self.throughput_log)
-        register_collector(self.monitor, self.recorder)
-
-    def teardown(self, worker: Worker) -> None:
-        if self.recorder is not None and self.recorder.records():
-            self.recorder.write()
-
-
-def write_scrape_targets(client: Client, path: Path | str) -> Path:
-    """Write a Prometheus `file_sd_configs` file listing the scheduler and every worker.
-
-    Worker dashboard ports are chosen at start-up (a taken port falls back to a random
-    one), so only the scheduler knows them; Prometheus re-reads this file on change.
-    """
-    info = client.scheduler_info(n_workers=-1)
-    scheduler_host = info["address"].split("://")[-1].rsplit(":", 1)[0]
-    workers = [
-        f"{w['host']}:{w['services']['dashboard']}"
-        for w in info["workers"].values()
-        if "dashboard" in w.get("services", {})
-    ]
-    groups = [
-        {"targets": [f"{scheduler_host}:{info['services']['dashboard']}"],
-         "labels": {"job": "dask-scheduler"}},
-        {"targets": sorted(workers), "labels": {"job": "dask-workers"}},
-    ]  # fmt: skip
-    out = Path(path)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(json.dumps(groups, indent=1))
-    tmp.replace(out)  # atomic, so Prometheus never reads half a file
-    return out

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from virnucpro.esm_model import ALPHABET, PAD_IDX, Esm2, EsmConfig
+from virnucpro.models.esm_model import ALPHABET, PAD_IDX, Esm2, EsmConfig
 
 
 def random_esm2(config: EsmConfig, seed: int = 0, device: str | torch.device = "cpu") -> Esm2:
@@ -49,7 +49,7 @@ def random_esm2(config: EsmConfig, seed: int = 0, device: str | torch.device = "
     return model.eval().requires_grad_(False)
 
 
-def write_test_esm_checkpoint(
+def write_demo_esm_checkpoint(
     path: str | Path,
     num_layers: int = 6,
     embed_dim: int = 320,
@@ -100,7 +100,7 @@ def write_test_esm_checkpoint(
 SPECIAL_TOKENS = ("[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]")
 
 
-def write_test_dnabert(
+def write_demo_dnabert(
     directory: Path,
     *,
     layers: int = 2,
@@ -192,7 +192,7 @@ _CLASSIFIER_SCRIPT = textwrap.dedent(
 )
 
 
-def write_test_classifier(path: Path, input_dim: int, seed: int = 0) -> Path:
+def write_demo_classifier(path: Path, input_dim: int, seed: int = 0) -> Path:
     """Save a random MLPClassifier as the original did (whole module from `__main__`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -210,7 +210,7 @@ RANDOM_MODELS_MARKER = "RANDOM_INIT_MODELS.txt"
 
 
 def is_generated(model_path: Path) -> bool:
-    """True for a model written by `write_test_models` (random weights)."""
+    """True for a model written by `write_demo_models` (random weights)."""
     return (Path(model_path).parent / RANDOM_MODELS_MARKER).exists()
 
 
@@ -223,7 +223,7 @@ class GeneratedModels:
     classifier: Path
 
 
-def write_test_models(directory: Path, *, seed: int = 0) -> GeneratedModels:
+def write_demo_models(directory: Path, *, seed: int = 0) -> GeneratedModels:
     """A small ESM-2 (2 layers, 64 dims), DNABERT-S stand-in (2 layers, 32 hidden) and a
     classifier for their 96 features: enough to run the whole pipeline on a CPU in
     seconds. Their predictions are meaningless (random weights)."""
@@ -232,11 +232,11 @@ def write_test_models(directory: Path, *, seed: int = 0) -> GeneratedModels:
     (directory / RANDOM_MODELS_MARKER).write_text(
         "These models have random weights: their predictions are meaningless.\n"
     )
-    esm = write_test_esm_checkpoint(
+    esm = write_demo_esm_checkpoint(
         directory / "esm2_test.pt", num_layers=2, embed_dim=64, attention_heads=4, seed=seed
     )
-    dnabert = write_test_dnabert(
+    dnabert = write_demo_dnabert(
         directory / "dnabert_test", layers=2, hidden=32, heads=2, seed=seed
     )
-    classifier = write_test_classifier(directory / "classifier_test.pth", 32 + 64, seed=seed)
+    classifier = write_demo_classifier(directory / "classifier_test.pth", 32 + 64, seed=seed)
     return GeneratedModels(esm, dnabert, classifier)

@@ -25,14 +25,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-try:
-    import pynvml
-except ImportError:  # nvidia-ml-py is a dependency, but the monitor must never break a run
-    pynvml = None
+import pynvml
+
+from virnucpro.models.precision import bf16_capable
 
 logger = logging.getLogger(__name__)
-
-BF16_MIN_COMPUTE_CAPABILITY = (8, 0)
 
 
 @dataclass(frozen=True)
@@ -172,10 +169,6 @@ class GpuMonitor:
     def _ensure_initialised(self) -> None:
         if self._initialised is not None:
             return
-        if pynvml is None:
-            logger.debug("nvidia-ml-py is not installed; GPU monitoring is off")
-            self._initialised = False
-            return
         try:
             pynvml.nvmlInit()
             self._nvml_indices = self._map_visible(pynvml.nvmlDeviceGetCount())
@@ -225,6 +218,6 @@ class GpuMonitor:
                 lambda: int(pynvml.nvmlDeviceGetTotalEnergyConsumption(handle))
             ),
             compute_capability=(int(capability[0]), int(capability[1])),
-            supports_bf16=capability >= BF16_MIN_COMPUTE_CAPABILITY,
+            supports_bf16=bf16_capable(capability),
             sampled_at=time.time(),
         )

@@ -19,7 +19,7 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
-from virnucpro.telemetry import RunEvent
+from virnucpro.monitoring.telemetry import RunEvent
 
 logger = logging.getLogger(__name__)
 

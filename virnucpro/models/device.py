@@ -1,17 +1,11 @@
-"""Where models run and in which precision.
-
-One home for the rule so the ESM-2 and DNABERT-S engines agree: BF16 on GPUs whose
-compute capability is at least 8.0 (Ampere and newer have BF16 matrix units), FP32 on
-the CPU and on older GPUs, unless the caller asks for something else.
-"""
+"""Where models run and in which torch dtype, by the rule in `precision`, so the ESM-2
+and DNABERT-S engines agree."""
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 
-Precision = Literal["auto", "bf16", "fp16", "fp32"]
+from virnucpro.models.precision import PRECISIONS, Precision, bf16_capable, resolved_precision
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
@@ -27,8 +21,7 @@ def supports_bf16(device: torch.device) -> bool:
     """True where BF16 matrix work runs natively (CUDA compute capability ≥ 8.0)."""
     if device.type != "cuda":
         return False
-    major, _ = torch.cuda.get_device_capability(device)
-    return major >= 8
+    return bf16_capable(torch.cuda.get_device_capability(device))
 
 
 def resolve_dtype(precision: Precision, device: torch.device) -> torch.dtype:
@@ -36,5 +29,11 @@ def resolve_dtype(precision: Precision, device: torch.device) -> torch.dtype:
     if precision == "auto":
         return torch.bfloat16 if supports_bf16(device) else torch.float32
     if precision not in _DTYPES:
-        raise ValueError(f"unknown precision {precision!r}; use one of auto, bf16, fp16, fp32")
+        raise ValueError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
     return _DTYPES[precision]
+
+
+def resolved_precision_of(precision: Precision, device: torch.device) -> str:
+    """The precision name a run on `device` really uses (see `precision.resolved_precision`)."""
+    capability = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
+    return resolved_precision(precision, capability)

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from virnucpro.telemetry import RunTelemetry
+from virnucpro.monitoring.telemetry import RunTelemetry
 
 PROJECTED_SEQUENCES = (1_000_000, 6_000_000)
 

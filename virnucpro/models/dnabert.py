@@ -38,9 +38,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from virnucpro.batching import EmbedStats, run_splitting_on_oom, token_budget_batches
-from virnucpro.device import Precision, resolve_device, resolve_dtype
 from virnucpro.errors import CheckpointError, InputError
+from virnucpro.models.batching import EmbedStats, run_splitting_on_oom, token_budget_batches
+from virnucpro.models.device import Precision, resolve_device, resolve_dtype
 
 log = logging.getLogger(__name__)
 

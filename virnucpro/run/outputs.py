@@ -20,7 +20,7 @@ read, so we add:
 - `unclassified.tsv`: every chunk that got no score, with the reason from the ledger.
 Each table is also written as Parquet next to the text file.
 
-The ledger (from read preparation, `virnucpro.ledger`) has one row per chunk, given as a
+The ledger (from read preparation, `virnucpro.reads.ledger`) has one row per chunk, given as a
 DataFrame or as `LedgerRow`s, with at least `read_id`, `read_length`, `chunk_id`,
 `chunk_length`, `kept_frames` (comma-separated frame ids) and `status` (`ok`, or why
 the chunk has no frame to classify); a read without any chunk has one row with an
@@ -37,8 +37,8 @@ import numpy as np
 import pandas as pd
 
 from virnucpro.errors import FeatureError
-from virnucpro.ledger import COLUMNS, LedgerRow
-from virnucpro.translation import FRAME_SUFFIXES, STATUS_OK
+from virnucpro.reads.ledger import COLUMNS, LedgerRow
+from virnucpro.reads.translation import FRAME_SUFFIXES, STATUS_OK
 
 PREDICTIONS_FILE = "prediction_results.txt"
 HIGHEST_SCORE_FILE = "prediction_results_highestscore.csv"

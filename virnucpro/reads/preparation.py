@@ -29,10 +29,10 @@ from typing import BinaryIO
 
 import numpy as np
 
-from virnucpro import ledger
-from virnucpro.chunking import CHUNK_LENGTHS, chunk_reads
 from virnucpro.errors import InputError
-from virnucpro.fasta import (
+from virnucpro.reads import ledger
+from virnucpro.reads.chunking import CHUNK_LENGTHS, chunk_reads
+from virnucpro.reads.fasta import (
     DuplicateIds,
     FastaReader,
     RecordBlock,
@@ -40,7 +40,7 @@ from virnucpro.fasta import (
     fasta_stem,
     parse_block,
 )
-from virnucpro.translation import FRAME_SUFFIXES, STATUS_OK, select_frames
+from virnucpro.reads.translation import FRAME_SUFFIXES, STATUS_OK, select_frames
 
 _WRAP = 60  # Biopython's FASTA line width, used by the original for the chunk file
 _OUTPUTS = ("chunked", "nucleotide", "protein", "ledger")

@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from virnucpro.projections import Baseline, project, scaling
-from virnucpro.telemetry import RunEvent, RunMetadata, RunTelemetry
+from virnucpro.monitoring.projections import Baseline, project, scaling
+from virnucpro.monitoring.telemetry import RunEvent, RunMetadata, RunTelemetry
 
 
 @dataclass(frozen=True)

@@ -30,11 +30,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from virnucpro.gpu_monitor import GpuMonitor
+from virnucpro.monitoring.gpu_monitor import GpuMonitor
 
 if TYPE_CHECKING:
-    from virnucpro.gpu_monitor import GpuSample
-    from virnucpro.group_inference import GroupSummary
+    from virnucpro.monitoring.gpu_monitor import GpuSample
+    from virnucpro.run.group_inference import GroupSummary
 
 THROUGHPUT_COLUMNS = (
     "time",

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from virnucpro.errors import FeatureError
-from virnucpro.ledger import read_ledger_table
-from virnucpro.outputs import OutputPaths, write_outputs
-from virnucpro.preparation import PreparedFiles
+from virnucpro.reads.ledger import read_ledger_table
+from virnucpro.reads.preparation import PreparedFiles
+from virnucpro.run.outputs import OutputPaths, write_outputs
 
 
 @dataclass(frozen=True)

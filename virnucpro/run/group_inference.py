@@ -3,14 +3,17 @@
 A worker loads the three models once (cached per process by their configuration) and
 then runs any number of groups: DNABERT-S on the nucleotide slices, ESM-2 on the
 proteins, features joined by frame id, the classifier, and the group's result written
-atomically as Parquet (`frame_id, score1, score2`) with the run fingerprint in its
-metadata. A result that is present, readable, fingerprinted for this run and covers
-exactly the group's frames is complete: resuming skips it.
+atomically as Parquet (`frame_id, score1, score2`) with the run fingerprint and the
+group's summary (who computed it, when, how fast) in its metadata. A result that is
+present, readable, fingerprinted for this run and covers exactly the group's frames is
+complete: resuming skips it and reports the stored summary, marked `skipped`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
 import logging
 import socket
 import time
@@ -22,13 +25,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from virnucpro.atomic_write import write_parquet
-from virnucpro.batching import EmbedStats
-from virnucpro.classifier import MLPClassifier, load_classifier, predict_proba
-from virnucpro.config import ModelConfig
-from virnucpro.dnabert import DnabertConfig, DnabertEmbedder, load_dnabert
-from virnucpro.esm_embedder import EsmEmbedder
-from virnucpro.features import join_features
-from virnucpro.planning import Group, read_group
+from virnucpro.models.batching import EmbedStats
+from virnucpro.models.classifier import MLPClassifier, load_classifier, predict_proba
+from virnucpro.models.dnabert import DnabertConfig, DnabertEmbedder, load_dnabert
+from virnucpro.models.esm_embedder import EsmEmbedder
+from virnucpro.models.features import join_features
+from virnucpro.run.config import ModelConfig
+from virnucpro.run.planning import Group, read_group
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,7 @@ RESULT_SCHEMA = pa.schema(
     [("frame_id", pa.string()), ("score1", pa.float32()), ("score2", pa.float32())]
 )
 _FINGERPRINT_KEY = b"virnucpro.fingerprint"
+_SUMMARY_KEY = b"virnucpro.summary"
 
 
 @dataclass
@@ -91,24 +95,41 @@ class GroupSummary:
     def oom_splits(self) -> int:
         return sum(s.oom_splits for s in (self.dnabert, self.esm) if s is not None)
 
+    def to_json(self) -> bytes:
+        return json.dumps(dataclasses.asdict(self)).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> GroupSummary:
+        values = json.loads(data)
+        for engine in ("dnabert", "esm"):
+            if values[engine] is not None:
+                values[engine] = EmbedStats(**values[engine])
+        return cls(**values)
+
 
 def result_path(results_dir: Path, group: Group) -> Path:
     return results_dir / f"{group.group_id}.parquet"
 
 
-def result_is_complete(path: Path, group: Group, fingerprint: str) -> bool:
-    """True when `path` holds this run's scores for exactly the group's frames."""
+def stored_summary(path: Path, group: Group, fingerprint: str) -> GroupSummary | None:
+    """The summary stored with a complete result at `path` (this fingerprint, exactly
+    the group's frames), marked skipped; None when there is no complete result."""
     if not path.exists():
-        return False
+        return None
     try:
         table = pq.read_table(path)
     except (OSError, pa.ArrowInvalid):
-        return False
+        return None
     metadata = table.schema.metadata or {}
     if metadata.get(_FINGERPRINT_KEY) != fingerprint.encode() or table.num_rows != group.frames:
-        return False
-    expected = read_group(group).column("frame_id")
-    return table.column("frame_id").equals(expected)
+        return None
+    if not table.column("frame_id").equals(read_group(group).column("frame_id")):
+        return None
+    try:
+        summary = GroupSummary.from_json(metadata[_SUMMARY_KEY])
+    except (KeyError, ValueError, TypeError):
+        return None
+    return dataclasses.replace(summary, skipped=True)
 
 
 def run_group(
@@ -124,11 +145,9 @@ def run_group(
     started, started_at = time.perf_counter(), time.time()
     path = result_path(results_dir, group)
     worker = worker or socket.gethostname()
-    if result_is_complete(path, group, fingerprint):
+    if (stored := stored_summary(path, group, fingerprint)) is not None:
         log.info("group %s: complete result found, skipped", group.group_id)
-        return GroupSummary(
-            group.group_id, group.frames, group.tokens, True, worker, started_at, 0.0
-        )
+        return stored
 
     table = read_group(group)
     frame_ids = table.column("frame_id").to_pylist()
@@ -139,12 +158,7 @@ def run_group(
     features = join_features(frame_ids, dnabert, frame_ids, esm)
     scores = predict_proba(models.classifier, features.matrix)
 
-    results_dir.mkdir(parents=True, exist_ok=True)
-    result = pa.table(
-        [features.frame_ids, scores[:, 0], scores[:, 1]], schema=RESULT_SCHEMA
-    ).replace_schema_metadata({_FINGERPRINT_KEY: fingerprint.encode()})
-    write_parquet(result, path)
-    return GroupSummary(
+    summary = GroupSummary(
         group.group_id,
         group.frames,
         group.tokens,
@@ -158,6 +172,14 @@ def run_group(
         models.dnabert.max_tokens,
         models.esm.max_tokens,
     )
+    results_dir.mkdir(parents=True, exist_ok=True)
+    result = pa.table(
+        [features.frame_ids, scores[:, 0], scores[:, 1]], schema=RESULT_SCHEMA
+    ).replace_schema_metadata(
+        {_FINGERPRINT_KEY: fingerprint.encode(), _SUMMARY_KEY: summary.to_json()}
+    )
+    write_parquet(result, path)
+    return summary
 
 
 def read_scores(results_dir: Path, groups: list[Group]) -> dict[str, np.ndarray]:

@@ -2,7 +2,7 @@
 
 Each call tokenises all sequences at once with a 256-entry byte lookup table, groups
 them longest-first into steps of at most `max_tokens` packed tokens, runs
-`virnucpro.esm_model.Esm2` on each step and mean-pools on the device. Row i of the
+`virnucpro.models.esm_model.Esm2` on each step and mean-pools on the device. Row i of the
 result always belongs to `sequences[i]` (rows are placed by position, never by id or
 content, so duplicates cannot be mixed up).
 
@@ -39,16 +39,16 @@ from typing import NoReturn
 import numpy as np
 import torch
 
-from virnucpro.batching import (
+from virnucpro.errors import InputError
+from virnucpro.models.batching import (
     EmbedStats,
     is_out_of_memory,
     run_splitting_on_oom,
     token_budget_batches,
 )
-from virnucpro.device import Precision, resolve_device, resolve_dtype
-from virnucpro.errors import InputError
-from virnucpro.esm_checkpoint import load_esm2
-from virnucpro.esm_model import (
+from virnucpro.models.device import Precision, resolve_device, resolve_dtype
+from virnucpro.models.esm_checkpoint import load_esm2
+from virnucpro.models.esm_model import (
     ALPHABET,
     CLS_IDX,
     EOS_IDX,

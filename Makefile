@@ -34,6 +34,6 @@ test: lint
 demo: $(STAMP)
 	$(VENV)/bin/virnucpro make-demo-models $(DEMO_OUT)/models
 	$(PY) flows/predict.py virnucpro/data/sample_reads.fa --out $(DEMO_OUT) \
-		--classifier $(DEMO_OUT)/models/classifier_test.pth \
-		--esm-model $(DEMO_OUT)/models/esm2_test.pt \
-		--dnabert-model $(DEMO_OUT)/models/dnabert_test --cpu-workers 2
+		--classifier $(DEMO_OUT)/models/classifier_demo.pth \
+		--esm-model $(DEMO_OUT)/models/esm2_demo.pt \
+		--dnabert-model $(DEMO_OUT)/models/dnabert_demo --trust-remote-code --cpu-workers 2

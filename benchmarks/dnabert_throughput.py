@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from table_output import publish, target_line
 
-from virnucpro.demo_models.random_models import write_demo_dnabert
-from virnucpro.models.dnabert import DnabertConfig, DnabertEmbedder, load_dnabert
+from virnucpro.demo_models.dnabert_snapshot import write_dnabert_snapshot
+from virnucpro.models.dnabert import DnabertEmbedder, load_dnabert
 
 
 def frames(n: int, seed: int = 0) -> list[str]:
@@ -56,10 +56,11 @@ def main() -> None:
 
     gpu = torch.cuda.is_available()
     n = args.n or (2000 if gpu else 48)
-    shape = {"layers": 12, "hidden": 768, "heads": 12} if gpu else {}
+    shape = {"hidden_size": 768, "num_layers": 12, "num_heads": 12, "vocab_size": 4096}
+    shape = shape if gpu else {}
     with tempfile.TemporaryDirectory() as folder:
-        model_dir = write_demo_dnabert(Path(folder), **shape)
-        embedder = load_dnabert(DnabertConfig(model=str(model_dir), max_tokens=args.max_tokens))
+        model_dir = write_dnabert_snapshot(Path(folder), **shape)
+        embedder = load_dnabert(model_dir, max_tokens=args.max_tokens, trust_remote_code=True)
     sequences = frames(n)
     tokens = sum(len(t) for t in embedder.tokenize(sequences))
 

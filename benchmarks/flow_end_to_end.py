@@ -29,17 +29,18 @@ import numpy as np
 import torch
 from table_output import publish, target_line
 
+from virnucpro.demo_models.dnabert_snapshot import write_dnabert_snapshot
 from virnucpro.demo_models.random_models import (
     write_demo_classifier,
-    write_demo_dnabert,
     write_demo_esm_checkpoint,
     write_demo_models,
 )
 from virnucpro.models.classifier import load_classifier, predict_proba
-from virnucpro.models.dnabert import DnabertConfig, load_dnabert
+from virnucpro.models.dnabert import load_dnabert
 from virnucpro.models.esm_embedder import EsmEmbedder
 from virnucpro.models.features import join_features
 from virnucpro.reads.preparation import prepare_reads
+from virnucpro.run.config import ModelConfig
 from virnucpro.run.planning import read_frames
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,7 +74,13 @@ def write_models(directory: Path, gpu: bool) -> tuple[Path, Path, Path]:
         dtype=torch.float16,  # half the file, so writing and loading it take half as long
         device="cuda",  # CPU generation is serial: ~1 minute for 3B
     )
-    dnabert = write_demo_dnabert(directory / "dnabert_s_random", layers=12, hidden=768, heads=12)
+    dnabert = write_dnabert_snapshot(
+        directory / "dnabert_s_random",
+        hidden_size=768,
+        num_layers=12,
+        num_heads=12,
+        vocab_size=4096,
+    )
     classifier = write_demo_classifier(directory / "classifier.pth", 768 + 2560)
     return esm, dnabert, classifier
 
@@ -84,12 +91,14 @@ def bare_loop(frames_fasta_dir: Path, reads: Path, models: tuple[Path, Path, Pat
     prepared = prepare_reads(reads, 300, frames_fasta_dir)
     frames = read_frames([prepared])
     esm_path, dnabert_path, classifier_path = models
-    dnabert = load_dnabert(DnabertConfig(model=str(dnabert_path)))
+    dnabert = load_dnabert(
+        dnabert_path, max_tokens=ModelConfig.dnabert_tokens_per_batch, trust_remote_code=True
+    )
     esm = EsmEmbedder(esm_path)
     classifier = load_classifier(classifier_path, dnabert_dim=dnabert.dim, esm_dim=esm.dim)
     classifier.to(dnabert.device)
     started = time.perf_counter()  # the loop itself; the flow's GPU stage excludes loads too
-    nucleotide = dnabert.embed(frames.nucleotides, ids=frames.ids)
+    nucleotide = dnabert.embed(frames.nucleotides)
     protein = esm.embed(frames.proteins)
     features = join_features(frames.ids, nucleotide, frames.ids, protein)
     predict_proba(classifier, features.matrix)
@@ -104,6 +113,7 @@ def flow_run(reads: Path, models: tuple[Path, Path, Path], out_dir: Path, gpu: b
     command = [
         sys.executable, str(ROOT / "flows" / "predict.py"), str(reads), "--out", str(out_dir),
         "--classifier", str(classifier), "--esm-model", str(esm), "--dnabert-model", str(dnabert),
+        "--trust-remote-code",
     ]  # fmt: skip
     if not gpu:
         command += ["--cpu-workers", "1"]

@@ -133,7 +133,9 @@ def predict(
     chunk_length: int = PredictConfig.chunk_length,
     esm_model: str = ModelConfig.esm_model,
     dnabert_model: str = ModelConfig.dnabert_model,
+    dnabert_revision: str | None = ModelConfig.dnabert_revision,
     trust_remote_code: bool = ModelConfig.trust_remote_code,
+    model_cache: str | None = ModelConfig.model_cache,
     gpus: list[int] | None = ClusterConfig.gpus,
     cpu_workers: int = ClusterConfig.cpu_workers,
     esm_tokens_per_batch: int | None = ModelConfig.esm_tokens_per_batch,
@@ -152,7 +154,9 @@ def predict(
         classifier=Path(classifier),
         esm_model=esm_model,
         dnabert_model=dnabert_model,
+        dnabert_revision=dnabert_revision,
         trust_remote_code=trust_remote_code,
+        model_cache=Path(model_cache) if model_cache else None,
         precision=precision,
         esm_tokens_per_batch=esm_tokens_per_batch,
         dnabert_tokens_per_batch=dnabert_tokens_per_batch,
@@ -166,10 +170,11 @@ def predict(
         min_tokens_per_second=min_tokens_per_second,
         keep_work=keep_work,
     )
-    pipeline.check_inputs(config)
+    config = pipeline.check_inputs(config)  # models resolved to local paths, once, here
     # Workers run the precision the results are keyed by, never `auto`.
     config = dataclasses.replace(
-        config, models=dataclasses.replace(models, precision=run_precision(cluster, precision))
+        config,
+        models=dataclasses.replace(config.models, precision=run_precision(cluster, precision)),
     )
     fingerprint = run_fingerprint(config.models, config.models.precision)
     prepared = [prepare.submit(config, i) for i in range(len(config.reads))]
@@ -207,6 +212,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_options(parser, PredictConfig, ("group_tokens", "min_tokens_per_second", "keep_work"))
     args = parser.parse_args(argv)
     args.out_dir, args.classifier = str(args.out_dir), str(args.classifier)
+    args.model_cache = str(args.model_cache) if args.model_cache else None
     args.gpus = list(args.gpus) if args.gpus else None
     return args
 

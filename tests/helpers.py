@@ -63,16 +63,3 @@ def telemetry_cluster(out_dir: Path) -> Iterator[tuple[LocalCluster, Client]]:
 def scrape(url: str) -> str:
     with urllib.request.urlopen(url, timeout=10) as response:
         return response.read().decode()
-
-
-def copy_with_remote_code(model_dir: Path, target: Path) -> Path:
-    """A copy of a local BERT snapshot whose config maps to code in the repository, as
-    DNABERT-S's does (`auto_map`), so loading it would run that code."""
-    import json
-    import shutil
-
-    remote = Path(shutil.copytree(model_dir, target))
-    config = json.loads((remote / "config.json").read_text())
-    config["auto_map"] = {"AutoModel": "bert_layers.BertModel"}
-    (remote / "config.json").write_text(json.dumps(config))
-    return remote

@@ -2,7 +2,6 @@
 
 import argparse
 import json
-import shutil
 from pathlib import Path
 
 import esm
@@ -12,7 +11,7 @@ import torch
 from virnucpro.demo_models.random_models import random_esm2, write_demo_esm_checkpoint
 from virnucpro.errors import CheckpointError
 from virnucpro.models import esm_checkpoint
-from virnucpro.models.esm_checkpoint import hub_file, load_esm2
+from virnucpro.models.esm_checkpoint import load_esm2
 from virnucpro.models.esm_model import EsmConfig
 
 
@@ -126,43 +125,6 @@ def test_heads_argument_contradicting_cfg_is_refused(tmp_path):
     path = write_demo_esm_checkpoint(tmp_path / "hub.pt", 2, 64, 4)
     with pytest.raises(CheckpointError, match="cfg says 4 attention heads but 8"):
         load_esm2(path, attention_heads=8)
-
-
-def test_by_name_uses_the_torch_hub_cache(tmp_path, monkeypatch):
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    monkeypatch.setattr(torch.hub, "download_url_to_file", pytest.fail)  # no network
-    cached = hub_file("esm2_t6_8M_UR50D")
-    assert cached == tmp_path / "checkpoints" / "esm2_t6_8M_UR50D.pt"
-    cached.parent.mkdir()
-    write_demo_esm_checkpoint(cached)
-    config, _ = load_esm2("esm2_t6_8M_UR50D")
-    assert config == EsmConfig(6, 320, 20)
-
-
-def test_by_name_downloads_fair_esm_url_when_not_cached(tmp_path, monkeypatch):
-    source = write_demo_esm_checkpoint(tmp_path / "source.pt", 2, 64, 4)
-    fetched = []
-
-    def fake_download(url, destination, progress=True):
-        fetched.append(url)
-        shutil.copy(source, destination)
-
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
-    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
-    config, _ = load_esm2("esm2_t36_3B_UR50D")
-    assert fetched == ["https://dl.fbaipublicfiles.com/fair-esm/models/esm2_t36_3B_UR50D.pt"]
-    assert config == EsmConfig(2, 64, 4)  # the file decides, not the name
-    assert (tmp_path / "hub" / "checkpoints" / "esm2_t36_3B_UR50D.pt").exists()
-
-
-def test_failed_download_is_a_checkpoint_error(tmp_path, monkeypatch):
-    def offline(url, destination, progress=True):
-        raise OSError("network unreachable")
-
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
-    with pytest.raises(CheckpointError, match="esm2_t6_8M_UR50D: could not download"):
-        load_esm2("esm2_t6_8M_UR50D")
 
 
 def test_unknown_name_or_missing_file(tmp_path):

@@ -82,6 +82,7 @@ def flow_parameters(reads: Path, models: GeneratedModels, out_dir: Path, **chang
         "chunk_length": 300,
         "esm_model": str(models.esm),
         "dnabert_model": str(models.dnabert),
+        "trust_remote_code": True,
         "cpu_workers": WORKERS,
         **changes,
     }
@@ -96,6 +97,7 @@ def library_config(reads: Path, models: GeneratedModels, out_dir: Path) -> Predi
             classifier=models.classifier,
             esm_model=str(models.esm),
             dnabert_model=str(models.dnabert),
+            trust_remote_code=True,
         ),
         chunk_length=300,
     )

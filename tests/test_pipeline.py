@@ -1,13 +1,13 @@
 """What a run refuses before doing any work (the library path; the flow calls the same check)."""
 
+import dataclasses
+import os
 from pathlib import Path
 
 import pytest
-from helpers import copy_with_remote_code
 
 from virnucpro.demo_models.random_models import write_demo_models
 from virnucpro.errors import CheckpointError, InputError
-from virnucpro.models import esm_checkpoint
 from virnucpro.run import pipeline
 from virnucpro.run.config import ModelConfig, PredictConfig
 
@@ -26,6 +26,7 @@ def config_for(tmp_path: Path, models, **changes) -> PredictConfig:
         classifier=models.classifier,
         esm_model=str(models.esm),
         dnabert_model=str(models.dnabert),
+        trust_remote_code=True,
     )
     for key, value in changes.items():
         model_config = ModelConfig(**{**model_config.__dict__, key: value})
@@ -47,8 +48,8 @@ def test_inputs_whose_outputs_would_collide_are_refused(tmp_path, models):
     [
         ("classifier", r"missing\.pth: classifier file not found"),
         ("esm_model", r"missing\.pt: no such file, and not a known ESM-2 model name"),
-        ("dnabert_model", r"missing_dir: no such directory, and not a Hugging Face hub name"),
-        ("remote_code", r"remote_dnabert: this model ships its own Python code"),
+        ("dnabert_model", r"missing_dir: no such directory, and not a Hugging Face hub id"),
+        ("trust_remote_code", r"dnabert_demo: this model ships its own Python code"),
     ],
 )
 def test_models_that_cannot_load_are_refused_before_any_work(tmp_path, models, change, message):
@@ -56,25 +57,22 @@ def test_models_that_cannot_load_are_refused_before_any_work(tmp_path, models, c
         "classifier": tmp_path / "missing.pth",
         "esm_model": str(tmp_path / "missing.pt"),
         "dnabert_model": str(tmp_path / "missing_dir"),
+        "trust_remote_code": False,
     }
-    if change == "remote_code":
-        remote = copy_with_remote_code(models.dnabert, tmp_path / "remote_dnabert")
-        config = config_for(tmp_path, models, dnabert_model=str(remote))
-    else:
-        config = config_for(tmp_path, models, **{change: value[change]})
+    config = config_for(tmp_path, models, **{change: value[change]})
     with pytest.raises(CheckpointError, match=message):
         pipeline.predict(config)
     assert not config.out_dir.exists()  # nothing prepared, nothing written
 
 
-def test_names_resolved_later_pass_the_check_without_network(tmp_path, models, monkeypatch):
-    monkeypatch.setattr(esm_checkpoint, "download", pytest.fail)
-    config = config_for(
-        tmp_path,
-        models,
-        esm_model="esm2_t36_3B_UR50D",
-        dnabert_model="zhihan1996/DNABERT-S",
-        trust_remote_code=True,
+def test_models_resolve_to_local_paths_before_any_work(tmp_path, models, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = config_for(tmp_path, models)
+    relative = Path(os.path.relpath(models.dnabert, tmp_path))
+    config = dataclasses.replace(
+        config, models=dataclasses.replace(config.models, dnabert_model=str(relative))
     )
-    pipeline.check_inputs(config)  # no error, nothing fetched
-    pipeline.check_inputs(config_for(tmp_path, models, dnabert_model="bert-base-uncased"))
+    checked = pipeline.check_inputs(config)
+    assert checked.models.dnabert_model == str(relative)
+    assert checked.models.esm_model == str(models.esm)
+    assert not config.out_dir.exists()

@@ -3,8 +3,9 @@
 No pretrained weights can be downloaded in CI, so tests compare our engines against the
 reference implementations on random weights generated here, saved in the same on-disk
 formats as the real ones so they go through the same loading code: a fair-esm hub file
-for ESM-2, a `save_pretrained` directory for DNABERT-S (loaded by `AutoModel` /
-`AutoTokenizer`), and a classifier pickled as a whole module by a script run as
+for ESM-2, a snapshot directory for DNABERT-S with our stand-in of its remote model code
+(`dnabert_snapshot`, loaded by `AutoModel` / `AutoTokenizer` with `trust_remote_code`),
+and a classifier pickled as a whole module by a script run as
 `__main__` (the original's format, which exercises the safe loader). ESM-2 weights have
 realistic scales (Xavier matrices, LayerNorm gains away from 1) so a missing or
 misplaced operation changes the output visibly.
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import random
 import subprocess
 import sys
 import textwrap
@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from virnucpro.demo_models.dnabert_snapshot import write_dnabert_snapshot
 from virnucpro.models.esm_model import ALPHABET, PAD_IDX, Esm2, EsmConfig
 
 
@@ -96,65 +97,6 @@ def write_demo_esm_checkpoint(
     return path
 
 
-# Special tokens as in DNABERT-S's tokenizer (BERT-style, BPE vocabulary).
-SPECIAL_TOKENS = ("[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]")
-
-
-def write_demo_dnabert(
-    directory: Path,
-    *,
-    layers: int = 2,
-    hidden: int = 64,
-    heads: int = 4,
-    vocab_size: int = 256,
-    max_positions: int = 512,
-    seed: int = 0,
-) -> Path:
-    """Write a random-init BERT and a BPE DNA tokenizer to `directory`; return it.
-
-    `layers=12, hidden=768, heads=12` gives a DNABERT-S-sized model for GPU benchmarks.
-    """
-    import torch
-    from tokenizers import Tokenizer, models, processors, trainers
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
-
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(seed)
-    corpus = ["".join(rng.choice("ACGT") for _ in range(600)) for _ in range(200)]
-    bpe = Tokenizer(models.BPE(unk_token="[UNK]"))
-    bpe.train_from_iterator(
-        corpus,
-        trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS)),
-    )
-    bpe.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        special_tokens=[(t, bpe.token_to_id(t)) for t in ("[CLS]", "[SEP]")],
-    )
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=bpe,
-        unk_token="[UNK]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        pad_token="[PAD]",
-        mask_token="[MASK]",
-    )
-    tokenizer.save_pretrained(directory)
-
-    torch.manual_seed(seed)
-    config = BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        intermediate_size=4 * hidden,
-        max_position_embeddings=max_positions,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    BertModel(config).eval().save_pretrained(directory)
-    return directory
-
-
 # Written like the original training script: the class lives in `__main__`, and the
 # whole module is pickled with torch.save.
 _CLASSIFIER_SCRIPT = textwrap.dedent(
@@ -224,7 +166,7 @@ class GeneratedModels:
 
 
 def write_demo_models(directory: Path, *, seed: int = 0) -> GeneratedModels:
-    """A small ESM-2 (2 layers, 64 dims), DNABERT-S stand-in (2 layers, 32 hidden) and a
+    """A small ESM-2 (2 layers, 64 dims), DNABERT-S (2 layers, 32 hidden, remote code) and a
     classifier for their 96 features: enough to run the whole pipeline on a CPU in
     seconds. Their predictions are meaningless (random weights)."""
     directory = Path(directory)
@@ -233,10 +175,10 @@ def write_demo_models(directory: Path, *, seed: int = 0) -> GeneratedModels:
         "These models have random weights: their predictions are meaningless.\n"
     )
     esm = write_demo_esm_checkpoint(
-        directory / "esm2_test.pt", num_layers=2, embed_dim=64, attention_heads=4, seed=seed
+        directory / "esm2_demo.pt", num_layers=2, embed_dim=64, attention_heads=4, seed=seed
     )
-    dnabert = write_demo_dnabert(
-        directory / "dnabert_test", layers=2, hidden=32, heads=2, seed=seed
+    dnabert = write_dnabert_snapshot(
+        directory / "dnabert_demo", hidden_size=32, num_layers=2, num_heads=2, seed=seed
     )
-    classifier = write_demo_classifier(directory / "classifier_test.pth", 32 + 64, seed=seed)
+    classifier = write_demo_classifier(directory / "classifier_demo.pth", 32 + 64, seed=seed)
     return GeneratedModels(esm, dnabert, classifier)

@@ -8,8 +8,9 @@ mean over the real tokens only, which gives the same vector per sequence.
 `zhihan1996/DNABERT-S` ships its own model code (a BERT variant with ALiBi attention,
 `bert_layers.py`), so loading it executes code from the model repository. That is only
 done when the caller passes `trust_remote_code=True` (the CLI's `--trust-remote-code`).
-Three things in that code need help on a current stack, handled in `_remote_code_compat`
-(applied only when loading remote code) and `force_pytorch_attention` below:
+The model is loaded from a local snapshot (`models.sources` resolves hub ids first).
+Five things in that code need help on a current stack, handled in `_remote_code_compat`
+(applied only when loading remote code), `force_pytorch_attention` and `embed_batch`:
 - its Triton flash-attention kernel fails on recent Triton; `bert_layers.py` falls back
   to plain PyTorch attention when its module global `flash_attn_qkvpacked_func` is None,
   so after loading we set that global to None in every module the model's classes come
@@ -19,7 +20,14 @@ Three things in that code need help on a current stack, handled in `_remote_code
 - transformers ≥ 5 builds models on the meta device, where the remote code's ALiBi
   tensor (a plain attribute, not a buffer) cannot be built, so remote-code models are
   built on the CPU instead (built-in transformers models keep the meta-device path,
-  which their buffer initialisation relies on).
+  which their buffer initialisation relies on);
+- DNABERT-2's current configuration class no longer defines `pad_token_id`, which its
+  model code reads; it is set to None (what transformers 4 configs held) before the
+  model is built;
+- in BF16/FP16 the ALiBi tensor stays float32 (`.to(dtype)` skips plain attributes) and
+  the additive mask is built in float32 inside `forward`, so the attention product
+  mixes dtypes; the forward runs under `torch.autocast`, which casts each matmul's
+  inputs to the run's dtype.
 """
 
 from __future__ import annotations
@@ -38,27 +46,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from virnucpro.errors import CheckpointError, InputError
+from virnucpro.errors import CheckpointError
 from virnucpro.models.batching import EmbedStats, run_splitting_on_oom, token_budget_batches
 from virnucpro.models.device import Precision, resolve_device, resolve_dtype
+from virnucpro.models.sources import check_remote_code
 
 log = logging.getLogger(__name__)
 
-DNABERT_S = "zhihan1996/DNABERT-S"
-
 # The module global the remote `bert_layers.py` checks before using its Triton kernel.
 _FLASH_ATTENTION_GLOBAL = "flash_attn_qkvpacked_func"
-
-
-@dataclass(frozen=True)
-class DnabertConfig:
-    """Which DNABERT-S to load and how to run it."""
-
-    model: str = DNABERT_S  # hub name, or a local directory holding a snapshot of it
-    trust_remote_code: bool = False  # DNABERT-S needs True: its model code is custom
-    device: str = "auto"
-    precision: Precision = "auto"  # BF16 on capable GPUs, FP32 elsewhere
-    max_tokens: int = 32768  # padded tokens (longest × count) per forward pass
 
 
 @dataclass
@@ -70,7 +66,6 @@ class DnabertEmbedder:
     device: torch.device
     dtype: torch.dtype
     max_tokens: int
-    max_positions: int | None  # None: no position table (ALiBi), any length works
     oom_splits: int = 0  # over the embedder's life; `last_stats` covers one call
     last_stats: EmbedStats = field(default_factory=EmbedStats)
 
@@ -84,15 +79,11 @@ class DnabertEmbedder:
             return []
         return list(self.tokenizer(list(sequences), add_special_tokens=True)["input_ids"])
 
-    def embed(self, sequences: Sequence[str], ids: Sequence[str] | None = None) -> np.ndarray:
-        """Mean last-hidden-state per sequence, float32 [n, dim], in input order.
-
-        `ids` only name sequences in error messages.
-        """
+    def embed(self, sequences: Sequence[str]) -> np.ndarray:
+        """Mean last-hidden-state per sequence, float32 [n, dim], in input order."""
         started = time.perf_counter()
         token_ids = self.tokenize(sequences)
         lengths = [len(t) for t in token_ids]
-        self._check_lengths(lengths, ids)
         stats = EmbedStats(sequences=len(token_ids), tokens=sum(lengths))
         splits_before = self.oom_splits
         out = np.empty((len(token_ids), self.dim), dtype=np.float32)
@@ -107,19 +98,6 @@ class DnabertEmbedder:
         stats.seconds = time.perf_counter() - started
         self.last_stats = stats
         return out
-
-    def _check_lengths(self, lengths: list[int], ids: Sequence[str] | None) -> None:
-        # BERT's absolute position table has a fixed size; the original never
-        # truncated, so a longer sequence has no faithful embedding.
-        if self.max_positions is None:
-            return
-        for i, n in enumerate(lengths):
-            if n > self.max_positions:
-                name = ids[i] if ids is not None else f"#{i + 1}"
-                raise InputError(
-                    f"sequence {name} tokenises to {n} tokens but the DNABERT-S model has "
-                    f"only {self.max_positions} positions; the original does not truncate"
-                )
 
     def _count_split(self, batch_size: int) -> None:
         self.oom_splits += 1
@@ -138,74 +116,54 @@ class DnabertEmbedder:
             mask[row, : len(ids)] = 1
         input_ids, mask = input_ids.to(self.device), mask.to(self.device)
         # [0] is the last hidden state both for transformers' BertModel output and for
-        # the remote DNABERT-S BertModel, which returns a tuple.
-        hidden = self.model(input_ids=input_ids, attention_mask=mask)[0].float()
+        # the remote DNABERT-S BertModel, which returns a tuple. Autocast: see the
+        # module docstring (the remote code's float32 mask and ALiBi bias).
+        low_precision = self.dtype != torch.float32
+        with torch.autocast(self.device.type, dtype=self.dtype, enabled=low_precision):
+            hidden = self.model(input_ids=input_ids, attention_mask=mask)[0].float()
         weights = mask.unsqueeze(-1).float()
         means = (hidden * weights).sum(dim=1) / weights.sum(dim=1)
         return means.cpu().numpy()
 
 
-def load_dnabert(config: DnabertConfig) -> DnabertEmbedder:
-    """Load tokenizer and model by hub name or local snapshot, ready for inference."""
-    from transformers import AutoModel, AutoTokenizer
+def load_dnabert(
+    model: str | Path,
+    *,
+    max_tokens: int,
+    trust_remote_code: bool = False,
+    device: str = "auto",
+    precision: Precision = "auto",
+) -> DnabertEmbedder:
+    """Load tokenizer and model from a local snapshot directory, ready for inference.
 
-    remote = _remote_code_allowed(config.model, config.trust_remote_code)
-    device = resolve_device(config.device)
-    dtype = resolve_dtype(config.precision, device)
+    `max_tokens` bounds padded tokens (longest × count) per forward pass."""
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    remote = check_remote_code(Path(model), trust_remote_code)
+    torch_device = resolve_device(device)
+    dtype = resolve_dtype(precision, torch_device)
     with _remote_code_compat() if remote else contextlib.nullcontext():
-        tokenizer = AutoTokenizer.from_pretrained(
-            config.model, trust_remote_code=config.trust_remote_code
+        tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
+        config = AutoConfig.from_pretrained(model, trust_remote_code=trust_remote_code)
+        if not hasattr(config, "pad_token_id"):
+            config.pad_token_id = None
+        network = AutoModel.from_pretrained(
+            model, config=config, trust_remote_code=trust_remote_code
         )
-        model = AutoModel.from_pretrained(config.model, trust_remote_code=config.trust_remote_code)
-    patched = force_pytorch_attention(model)
+    patched = force_pytorch_attention(network)
     if patched:
         log.info("DNABERT-S: using PyTorch attention (Triton kernel off in %s)", patched)
     if tokenizer.pad_token_id is None:
-        raise CheckpointError(f"{config.model}: tokenizer has no padding token")
-    model = model.to(device=device, dtype=dtype).eval()
-    log.info("loaded %s on %s (%s)", config.model, device, dtype)
+        raise CheckpointError(f"{model}: tokenizer has no padding token")
+    network = network.to(device=torch_device, dtype=dtype).eval()
+    log.info("loaded %s on %s (%s)", model, torch_device, dtype)
     return DnabertEmbedder(
-        model=model,
+        model=network,
         tokenizer=tokenizer,
-        device=device,
+        device=torch_device,
         dtype=dtype,
-        max_tokens=config.max_tokens,
-        max_positions=absolute_position_limit(model),
+        max_tokens=max_tokens,
     )
-
-
-def check_source(model: str, trust_remote_code: bool) -> None:
-    """Before a run's first step: a local snapshot must exist, and code it ships needs
-    permission. Hub names are checked when loaded (that may need the network)."""
-    if Path(model).is_dir():
-        _remote_code_allowed(model, trust_remote_code)
-    elif Path(model).is_absolute() or model.startswith((".", "~")) or model.count("/") > 1:
-        raise CheckpointError(
-            f"{model}: no such directory, and not a Hugging Face hub name (organisation/name)"
-        )
-
-
-def _remote_code_allowed(model: str, trust_remote_code: bool) -> bool:
-    """Whether loading runs the model's own code; an error if it would without permission."""
-    remote = needs_remote_code(model)
-    if remote and not trust_remote_code:
-        raise CheckpointError(
-            f"{model}: this model ships its own Python code (DNABERT-S's ALiBi BERT), "
-            "which runs when it is loaded; pass trust_remote_code=True "
-            "(CLI: --trust-remote-code) if you trust the model's source"
-        )
-    return remote
-
-
-def needs_remote_code(model: str) -> bool:
-    """True when the model's config maps to code shipped in its repository (auto_map)."""
-    from transformers import PretrainedConfig
-
-    try:
-        config_dict, _ = PretrainedConfig.get_config_dict(model)
-    except OSError as error:
-        raise CheckpointError(f"{model}: cannot read the model's config.json: {error}") from error
-    return "auto_map" in config_dict
 
 
 def force_pytorch_attention(model: nn.Module) -> list[str]:
@@ -221,14 +179,6 @@ def force_pytorch_attention(model: nn.Module) -> list[str]:
             setattr(module, _FLASH_ATTENTION_GLOBAL, None)
             patched.append(name)
     return patched
-
-
-def absolute_position_limit(model: nn.Module) -> int | None:
-    """Size of the model's absolute position table, or None when it has none (ALiBi)."""
-    for name, module in model.named_modules():
-        if name.endswith("position_embeddings") and isinstance(module, nn.Embedding):
-            return module.num_embeddings
-    return None
 
 
 @contextlib.contextmanager

@@ -3,10 +3,9 @@
 Three sources are accepted, all read with `torch.load(weights_only=True)` so a model
 file can never run code:
 
-- a fair-esm model name (`esm2_t36_3B_UR50D`, ...): fetched from fair-esm's download
-  URL into the same torch.hub cache file fair-esm uses (`<hub>/checkpoints/<name>.pt`),
-  so a copy fair-esm already downloaded is reused. fair-esm's own hub loader unpickles
-  fully, which is why we download and read the file ourselves;
+- a fair-esm model name (`esm2_t36_3B_UR50D`, ...): the file `models.sources` fetched
+  into fair-esm's torch.hub cache. fair-esm's own hub loader unpickles fully, which is
+  why we download and read the file ourselves;
 - a fair-esm hub file `{"cfg": {"model": ...}, "model": state_dict}` whose keys carry
   the `encoder.sentence_encoder.` / `encoder.` prefixes (stripped as fair-esm's
   `_load_model_and_alphabet_core_v2` does). `cfg["model"]` may be a dict or an
@@ -39,6 +38,7 @@ import torch
 
 from virnucpro.errors import CheckpointError
 from virnucpro.models.esm_model import ALPHABET, Esm2, EsmConfig
+from virnucpro.models.sources import resolve_esm
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,6 @@ ESM2_MODELS: dict[str, EsmConfig] = {
 }
 _HEADS_BY_SHAPE = {(c.num_layers, c.embed_dim): c.attention_heads for c in ESM2_MODELS.values()}
 
-_DOWNLOAD_URL = "https://dl.fbaipublicfiles.com/fair-esm/models/{name}.pt"
 _HUB_PREFIX = re.compile(r"^(encoder\.sentence_encoder\.|encoder\.)")
 _IGNORED_KEY = re.compile(r"^(lm_head\.|contact_head\.)|\.rot_emb\.inv_freq$")
 _LAYER_KEY = re.compile(r"^layers\.(\d+)\.")
@@ -67,7 +66,7 @@ def load_esm2(
 ) -> tuple[EsmConfig, Esm2]:
     """Build our ESM-2 from a fair-esm model name or checkpoint file, in eval mode, with
     its weights on `device` in `dtype` (whatever precision the file stores)."""
-    path = resolve_checkpoint(name_or_path)
+    path = resolve_esm(name_or_path)
     state, cfg_heads = _read_state_dict(path)
     config = _infer_config(path, state, cfg_heads, attention_heads)
     with torch.device("meta"):
@@ -82,43 +81,6 @@ def load_esm2(
         config.attention_heads,
     )
     return config, model
-
-
-def check_source(name_or_path: str | Path) -> None:
-    """Refuse what is neither a file nor a known model name, without reading or
-    downloading anything (a run checks this before its first step)."""
-    if not Path(name_or_path).exists() and str(name_or_path) not in ESM2_MODELS:
-        raise CheckpointError(
-            f"{name_or_path}: no such file, and not a known ESM-2 model name "
-            f"(known: {', '.join(ESM2_MODELS)})"
-        )
-
-
-def resolve_checkpoint(name_or_path: str | Path) -> Path:
-    """A path as given, or for a known model name the cached (downloaded if need be) file."""
-    check_source(name_or_path)
-    path = Path(name_or_path)
-    return path if path.exists() else download(str(name_or_path))
-
-
-def hub_file(name: str) -> Path:
-    """Where fair-esm's torch.hub loader keeps the checkpoint for `name`."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / f"{name}.pt"
-
-
-def download(name: str) -> Path:
-    """Fetch `name` into the torch.hub cache unless it is already there."""
-    target = hub_file(name)
-    if target.exists():
-        return target
-    url = _DOWNLOAD_URL.format(name=name)
-    log.info("downloading %s to %s", url, target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        torch.hub.download_url_to_file(url, str(target), progress=False)
-    except OSError as error:  # URLError, HTTPError and socket errors are OSErrors
-        raise CheckpointError(f"{name}: could not download {url}: {error}") from error
-    return target
 
 
 def _read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], int | None]:

@@ -29,7 +29,15 @@ class ModelConfig:
 
     classifier: Path = option(None, "the VirNucPro classifier: 300_model.pth / 500_model.pth")
     esm_model: str = option(ESM2_3B, "fair-esm model name or ESM-2 checkpoint file")
-    dnabert_model: str = option(DNABERT_S, "DNABERT-S hub name or local snapshot directory")
+    dnabert_model: str = option(DNABERT_S, "DNABERT-S hub id or local snapshot directory")
+    dnabert_revision: str | None = option(
+        None, "hub revision (commit, tag, branch) of a hub --dnabert-model; default: main"
+    )
+    model_cache: Path | None = option(
+        None,
+        "directory models are downloaded to and read from, shared by all workers "
+        "(default: the torch hub and Hugging Face caches)",
+    )
     trust_remote_code: bool = option(
         False, "allow DNABERT-S's own model code to run (required for the real model)"
     )

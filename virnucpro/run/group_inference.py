@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from virnucpro.atomic_write import write_parquet
 from virnucpro.models.batching import EmbedStats
 from virnucpro.models.classifier import MLPClassifier, load_classifier, predict_proba
-from virnucpro.models.dnabert import DnabertConfig, DnabertEmbedder, load_dnabert
+from virnucpro.models.dnabert import DnabertEmbedder, load_dnabert
 from virnucpro.models.esm_embedder import EsmEmbedder
 from virnucpro.models.features import join_features
 from virnucpro.run.config import ModelConfig
@@ -55,13 +55,11 @@ class Models:
 def load_models(config: ModelConfig) -> Models:
     """Load once per process; later groups with the same configuration reuse them."""
     dnabert = load_dnabert(
-        DnabertConfig(
-            model=config.dnabert_model,
-            trust_remote_code=config.trust_remote_code,
-            device=config.device,
-            precision=config.precision,
-            max_tokens=config.dnabert_tokens_per_batch,
-        )
+        config.dnabert_model,
+        max_tokens=config.dnabert_tokens_per_batch,
+        trust_remote_code=config.trust_remote_code,
+        device=config.device,
+        precision=config.precision,
     )
     esm = EsmEmbedder(
         config.esm_model,
@@ -153,7 +151,7 @@ def run_group(
     frame_ids = table.column("frame_id").to_pylist()
     models = load_models(config)
     waited = time.perf_counter() - started
-    dnabert = models.dnabert.embed(table.column("nucleotide").to_pylist(), ids=frame_ids)
+    dnabert = models.dnabert.embed(table.column("nucleotide").to_pylist())
     esm = models.esm.embed(table.column("protein").to_pylist())
     features = join_features(frame_ids, dnabert, frame_ids, esm)
     scores = predict_proba(models.classifier, features.matrix)

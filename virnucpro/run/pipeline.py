@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from virnucpro.errors import CheckpointError, InputError
-from virnucpro.models import dnabert, esm_checkpoint
+from virnucpro.models import sources
 from virnucpro.reads.fasta import fasta_stem
 from virnucpro.reads.preparation import PreparedFiles, prepare_reads
 from virnucpro.run.assembly import InputResult, assemble_outputs
@@ -36,15 +36,19 @@ def input_out_dir(config: PredictConfig, reads: Path) -> Path:
     return config.out_dir / fasta_stem(reads)
 
 
-def check_inputs(config: PredictConfig) -> None:
+def check_inputs(config: PredictConfig) -> PredictConfig:
     """Before any work: refuse inputs whose outputs would collide (same stem), and
-    models that cannot be found, so a typo costs seconds, not a preparation and a
-    cluster start. Weights are read later, by whoever runs the groups."""
+    resolve every model to a local path (downloading what is missing, once, here), so
+    a typo or a missing network costs seconds, not a preparation and a cluster start,
+    and workers only read local files. Returns the config with those paths."""
     models = config.models
     if not Path(models.classifier).is_file():
         raise CheckpointError(f"{models.classifier}: classifier file not found")
-    esm_checkpoint.check_source(models.esm_model)
-    dnabert.check_source(models.dnabert_model, models.trust_remote_code)
+    dnabert = sources.resolve_dnabert(
+        models.dnabert_model, models.dnabert_revision, models.model_cache
+    )
+    sources.check_remote_code(dnabert, models.trust_remote_code)
+    esm = sources.resolve_esm(models.esm_model, models.model_cache)
     stems: dict[str, Path] = {}
     for path in config.reads:
         stem = fasta_stem(path)
@@ -54,6 +58,8 @@ def check_inputs(config: PredictConfig) -> None:
                 "rename one of them"
             )
         stems[stem] = path
+    resolved = replace(models, esm_model=str(esm), dnabert_model=str(dnabert))
+    return replace(config, models=resolved)
 
 
 def prepare_input(config: PredictConfig, reads: Path) -> PreparedFiles:
@@ -98,11 +104,11 @@ def predict(config: PredictConfig) -> RunResult:
     from virnucpro.models.device import resolve_device, resolved_precision_of
     from virnucpro.run.fingerprint import run_fingerprint
 
-    check_inputs(config)
+    config = check_inputs(config)
     prepared = [prepare_input(config, path) for path in config.reads]
     groups = plan(config, prepared)
-    models = config.models
-    precision = resolved_precision_of(models.precision, resolve_device(models.device))
+    precision = resolved_precision_of(config.models.precision, resolve_device(config.models.device))
+    models = replace(config.models, precision=precision)
     fingerprint = run_fingerprint(models, precision)
     results = results_dir(config, fingerprint)
     summaries = [run_group(g, results, models, fingerprint) for g in groups]

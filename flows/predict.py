@@ -174,7 +174,9 @@ def predict(
     # Workers run the precision the results are keyed by, never `auto`.
     config = dataclasses.replace(
         config,
-        models=dataclasses.replace(config.models, precision=run_precision(cluster, precision)),
+        models=dataclasses.replace(
+            config.models, precision=run_precision(cluster, precision, config.work_dir)
+        ),
     )
     fingerprint = run_fingerprint(config.models, config.models.precision)
     prepared = [prepare.submit(config, i) for i in range(len(config.reads))]

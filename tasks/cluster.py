@@ -17,11 +17,13 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import uuid
 from pathlib import Path
 
 from prefect_dask import DaskTaskRunner
 
 from tasks import dask_page
+from virnucpro.deadline import call_with_deadline
 from virnucpro.errors import VirNucProError
 from virnucpro.models.precision import Precision, resolved_precision
 from virnucpro.monitoring.gpu_monitor import GpuMonitor
@@ -30,6 +32,8 @@ from virnucpro.run.config import ClusterConfig
 log = logging.getLogger(__name__)
 
 GPU_RESOURCE = "GPU"
+# Seconds an existing cluster has to answer the checks before submitting.
+CLUSTER_DEADLINE = 30
 
 
 def local_gpus(cluster: ClusterConfig) -> tuple[int, ...]:
@@ -47,15 +51,12 @@ def worker_gpus(cluster: ClusterConfig) -> dict[str, int]:
     return {str(i): gpu for i, gpu in enumerate(local_gpus(cluster))}
 
 
-def run_precision(cluster: ClusterConfig, precision: Precision) -> str:
+def run_precision(cluster: ClusterConfig, precision: Precision, work_dir: Path) -> str:
     """The precision the run's workers will use (`auto` resolved), known before they
     start so results are keyed by it. Local: from NVML; an existing cluster: asked of
-    its workers, which must agree."""
+    its GPU workers (checked first, `check_existing_cluster`), which must agree."""
     if cluster.scheduler_address:
-        from distributed import Client
-
-        with Client(cluster.scheduler_address, timeout="30s") as client:
-            capabilities = set(client.run(_gpu_capability).values())
+        capabilities = set(check_existing_cluster(cluster.scheduler_address, work_dir).values())
     else:
         chosen = set(local_gpus(cluster))
         samples = [s for s in GpuMonitor().sample() if s.index in chosen]
@@ -67,6 +68,64 @@ def run_precision(cluster: ClusterConfig, precision: Precision) -> str:
             "on others (their GPUs differ); choose one with --precision"
         )
     return resolved.pop()
+
+
+def check_existing_cluster(address: str, work_dir: Path) -> dict[str, tuple[int, int] | None]:
+    """Before submitting to a cluster the user runs: some workers must advertise the
+    `GPU` resource (else tasks would wait for ever) and all of those must read the
+    run's work directory at the same path. Answers within CLUSTER_DEADLINE seconds or
+    says why not. Returns each GPU worker's compute capability (None: no GPU)."""
+    from distributed import Client
+
+    def inspect() -> dict[str, tuple[int, int] | None]:
+        with Client(address, timeout=f"{CLUSTER_DEADLINE}s") as client:
+            workers = client.scheduler_info(n_workers=-1)["workers"]
+            gpu_workers = [
+                a for a, w in workers.items() if w.get("resources", {}).get(GPU_RESOURCE)
+            ]
+            if not gpu_workers:
+                raise VirNucProError(
+                    f"none of the {len(workers)} worker(s) of the Dask cluster at {address} "
+                    f"advertises the {GPU_RESOURCE} resource, so no group would ever start: "
+                    f"start one worker per GPU with `dask cuda worker {address} "
+                    f"--resources {GPU_RESOURCE}=1` (CPU only: `dask worker {address} "
+                    f"--nthreads 1 --resources {GPU_RESOURCE}=1`)"
+                )
+            token = _visibility_token(work_dir)
+            seen = client.run(_reads_token, str(token), token.read_text(), workers=gpu_workers)
+            token.unlink()
+            blind = sorted(a for a, ok in seen.items() if not ok)
+            if blind:
+                raise VirNucProError(
+                    f"worker(s) {', '.join(blind)} cannot read the run's work directory "
+                    f"{work_dir.resolve()}: the output directory must be on a filesystem "
+                    "every worker shares (e.g. NFS), at the same path"
+                )
+            return client.run(_gpu_capability, workers=gpu_workers)
+
+    try:
+        return call_with_deadline(inspect, CLUSTER_DEADLINE, f"the Dask cluster at {address}")
+    except (TimeoutError, OSError) as error:
+        raise VirNucProError(
+            f"cannot use the Dask cluster at {address}: {error} (is `dask scheduler` "
+            "running there, and reachable from here?)"
+        ) from None
+
+
+def _visibility_token(work_dir: Path) -> Path:
+    """A file with unique content in the work directory, for workers to read back."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    token = work_dir / f".cluster-check-{uuid.uuid4().hex}"
+    token.write_text(token.name)
+    return token
+
+
+def _reads_token(path: str, content: str) -> bool:
+    """On a worker: whether it sees the flow's file, with the same content."""
+    try:
+        return Path(path).read_text() == content
+    except OSError:
+        return False
 
 
 def _gpu_capability() -> tuple[int, int] | None:

@@ -28,3 +28,17 @@ def content_hash_cache(tmp_path_factory) -> Path:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("XDG_CACHE_HOME", str(cache))
         yield cache
+
+
+@pytest.fixture(scope="module")
+def prefect_api():
+    """One temporary Prefect API for a test module, also exported to the environment so
+    Dask worker processes started later (they inherit it) report to it too."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+        with prefect_test_harness():
+            patch.setenv("PREFECT_API_URL", PREFECT_API_URL.value())
+            yield PREFECT_API_URL.value()

@@ -25,8 +25,6 @@ from Bio.SeqIO.FastaIO import SimpleFastaParser
 from distributed import Client, LocalCluster
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import LogFilter, LogFilterTimestamp
-from prefect.settings import PREFECT_API_URL
-from prefect.testing.utilities import prefect_test_harness
 
 from flows.predict import GroupsFailed, predict
 from tasks.cluster import GPU_RESOURCE
@@ -51,17 +49,6 @@ TEXT_OUTPUTS = (
 )
 CPU_PRECISION = "fp32"  # what `auto` means on these CPU workers
 GROUP_TASK = "embed_classify_group"  # the Dask key prefix of the group task
-
-
-@pytest.fixture(scope="module")
-def prefect_api():
-    """One temporary Prefect API for these tests, also exported to the environment so
-    Dask worker processes started later (they inherit it) report to it too."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-        with prefect_test_harness():
-            patch.setenv("PREFECT_API_URL", PREFECT_API_URL.value())
-            yield PREFECT_API_URL.value()
 
 
 @pytest.fixture(scope="session")

@@ -21,13 +21,13 @@ import json
 import logging
 import os
 import shutil
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
+from virnucpro.deadline import call_with_deadline
 from virnucpro.errors import CheckpointError
 
 log = logging.getLogger(__name__)
@@ -152,39 +152,24 @@ def _hub_commit(name: str, revision: str | None) -> str:
 
 
 def _bounded(call: Callable[[], T], timeout: float | None, where: str, name: str) -> T:
-    """Run a hub call in a daemon thread, waiting at most `timeout` seconds, and turn
-    its failures into one line saying what to do."""
+    """A hub call with a deadline; its failures become one line saying what to do."""
     from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            outcome["value"] = call()
-        except BaseException as error:  # handed to the caller's thread
-            outcome["error"] = error
-
-    thread = threading.Thread(target=run, name=f"hub {where}", daemon=True)
-    thread.start()
-    thread.join(timeout)
-    error = outcome.get("error")
-    if "value" in outcome:
-        return outcome["value"]
-    if isinstance(error, RepositoryNotFoundError | RevisionNotFoundError):
+    try:
+        return call_with_deadline(call, timeout, f"the Hugging Face hub for {where}")
+    except (RepositoryNotFoundError, RevisionNotFoundError) as error:
         raise CheckpointError(
             f"{where}: no such model or revision on the Hugging Face hub "
             f"({type(error).__name__}); check the spelling, or pass a local directory"
         ) from None
-    reason = (
-        f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
-        if error is not None
-        else f"no answer from the hub in {timeout:.0f} s"
-    )
-    raise CheckpointError(
-        f"{where}: not in the model cache and it cannot be downloaded ({reason}); "
-        f"download it where there is a network (huggingface-cli download {name}) and pass "
-        "the snapshot directory (--dnabert-model DIR), or --model-cache a copy of that cache"
-    ) from None
+    except Exception as error:  # offline: connection, timeout and HTTP errors alike
+        reason = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+        raise CheckpointError(
+            f"{where}: not in the model cache and it cannot be downloaded ({reason}); "
+            f"download it where there is a network (huggingface-cli download {name}) and "
+            "pass the snapshot directory (--dnabert-model DIR), or --model-cache a copy of "
+            "that cache"
+        ) from None
 
 
 def _check_snapshot(snapshot: Path, where: str) -> None:

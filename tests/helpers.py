@@ -63,3 +63,18 @@ def telemetry_cluster(out_dir: Path) -> Iterator[tuple[LocalCluster, Client]]:
 def scrape(url: str) -> str:
     with urllib.request.urlopen(url, timeout=10) as response:
         return response.read().decode()
+
+
+def ledger_rows(path: Path) -> list:
+    """The rows of a ledger file as `LedgerRow`s, through the library's one parser."""
+    from virnucpro.reads.ledger import LedgerRow, read_ledger_table
+
+    table = read_ledger_table(path)
+    return [LedgerRow(*row) for row in table.itertuples(index=False, name=None)]
+
+
+def cosine_rows(a, b):
+    """Cosine similarity of each row of `a` with the same row of `b`."""
+    import numpy as np
+
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))

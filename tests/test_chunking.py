@@ -6,7 +6,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from virnucpro.reads.chunking import chunk_reads, chunk_spans
+from virnucpro.reads.chunking import chunk_reads
+
+
+def chunk_spans(read_length: int, chunk_length: int) -> list[tuple[int, int]]:
+    """The `[start, end)` spans of one read's chunks, through the vectorised chunker."""
+    chunks = chunk_reads(np.array([read_length]), chunk_length)
+    return list(zip(chunks.start.tolist(), chunks.end.tolist(), strict=True))
 
 
 @pytest.mark.parametrize(

@@ -75,3 +75,27 @@ def test_gpus_without_dask_cuda_get_a_clear_error(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(VirNucProError, match=r"1 GPU\(s\) visible but dask-cuda is not installed"):
         task_runner(ClusterConfig(gpus=(0,)))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not local_gpus(ClusterConfig()), reason="needs a GPU seen by NVML")
+def test_the_local_cuda_cluster_gives_each_worker_its_own_gpu(monkeypatch):
+    """The cluster a GPU machine gets: dask-cuda, one worker per GPU with the resource,
+    each seeing its own device first (what the group task's torch and NVML rely on)."""
+    pytest.importorskip("dask_cuda")
+    from distributed import Client
+
+    from virnucpro.monitoring.gpu_monitor import GpuMonitor
+
+    gpus = local_gpus(ClusterConfig())
+    runner = task_runner(ClusterConfig())
+    cluster = runner.cluster_class(**{**runner.cluster_kwargs, "dashboard_address": ":0"})
+    try:
+        with Client(cluster) as client:
+            seen = client.run(lambda: [s.uuid for s in GpuMonitor().sample()])
+            info = client.scheduler_info(n_workers=-1)["workers"].values()
+    finally:
+        cluster.close()
+    assert len(seen) == len(gpus)
+    assert len({uuids[0] for uuids in seen.values()}) == len(gpus)  # each its own first GPU
+    assert all(w["resources"] == {GPU_RESOURCE: 1} and w["nthreads"] == 1 for w in info)

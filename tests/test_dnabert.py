@@ -11,6 +11,7 @@ import types
 import numpy as np
 import pytest
 import torch
+from helpers import cosine_rows
 from transformers import AutoModel, AutoTokenizer
 
 from virnucpro.demo_models.dnabert_snapshot import write_dnabert_snapshot
@@ -47,10 +48,6 @@ def sequences():
     rng = random.Random(7)
     lengths = [1, 3, 4, 40, 298, 299, 499, 500] + [rng.randint(2, 520) for _ in range(22)]
     return [dna(rng, n) for n in lengths]
-
-
-def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,10 @@ import logging
 import re
 
 import pytest
+from helpers import ledger_rows
 
 from virnucpro.errors import InputError
 from virnucpro.reads.fasta import FastaReader, fasta_stem
-from virnucpro.reads.ledger import read_ledger
 from virnucpro.reads.preparation import prepare_reads
 
 
@@ -79,7 +79,7 @@ def test_empty_record_is_kept_and_reported_in_the_ledger(tmp_path):
     path = _write(tmp_path, b">r1\nACGTAC\n>empty\n>r3\nATGGCC\n")
     assert _reads(path)[1] == (2, "empty", "")
     result = prepare_reads(path, 300, tmp_path / "out")
-    rows = list(read_ledger(result.ledger))
+    rows = ledger_rows(result.ledger)
     assert [(r.read_id, r.status) for r in rows] == [
         ("r1", "ok"),
         ("empty", "empty_read"),
@@ -122,7 +122,7 @@ def test_non_nucleotide_character_is_refused_with_record_and_position(tmp_path, 
 def test_reads_of_one_and_two_nt_are_too_short_chunks(tmp_path):
     path = _write(tmp_path, b">one\nA\n>two\nAC\n")
     result = prepare_reads(path, 300, tmp_path / "out")
-    rows = list(read_ledger(result.ledger))
+    rows = ledger_rows(result.ledger)
     assert [(r.chunk_id, r.chunk_length, r.status) for r in rows] == [
         ("one_chunk_1", 1, "too_short"),
         ("two_chunk_1", 2, "too_short"),

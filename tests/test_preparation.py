@@ -7,13 +7,13 @@ from pathlib import Path
 import original_prepare
 import pytest
 from Bio.SeqIO.FastaIO import SimpleFastaParser
-from helpers import run_in_pty
+from helpers import ledger_rows, run_in_pty
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from virnucpro.cli import main
 from virnucpro.errors import InputError
-from virnucpro.reads.ledger import COLUMNS, STATUS_EMPTY_READ, read_ledger
+from virnucpro.reads.ledger import COLUMNS, STATUS_EMPTY_READ
 from virnucpro.reads.preparation import output_paths, prepare_reads
 
 
@@ -65,7 +65,7 @@ def test_worker_processes_give_the_same_files(reference_dir, tmp_path):
 def test_reference_counts_and_ledger(reference_dir, tmp_path):
     result = prepare_reads(reference_dir / "reads_public.fa", 300, tmp_path)
     assert (result.counts.reads, result.counts.chunks, result.counts.frames) == (400, 1486, 902)
-    rows = list(read_ledger(result.ledger))
+    rows = ledger_rows(result.ledger)
     assert len(rows) == 1486
     assert len({r.read_id for r in rows}) == 400
     kept = [f for r in rows if r.kept_frames for f in r.kept_frames.split(",")]
@@ -100,7 +100,7 @@ def test_ledger_accounts_for_every_read_and_chunk(tmp_path, sequences, chunk_len
     assert _records(result.chunked) == chunks
     assert _records(result.protein) == [(fid, p) for fid, p, _ in frames]
     assert _records(result.nucleotide) == [(fid, n) for fid, _, n in frames]
-    rows = list(read_ledger(result.ledger))
+    rows = ledger_rows(result.ledger)
     assert [r.read_id for r in rows if r.chunk_id] == [c.rsplit("_chunk_", 1)[0] for c, _ in chunks]
     assert [r.chunk_id for r in rows if r.chunk_id] == [c for c, _ in chunks]
     assert {r.read_id for r in rows} == {rid for rid, _ in reads}

@@ -48,8 +48,3 @@ def chunk_reads(read_lengths: np.ndarray, chunk_length: int) -> Chunks:
     end = np.minimum(start + chunk_length, lengths[read])
     return Chunks(read, m + 1, start, end)
 
-
-def chunk_spans(read_length: int, chunk_length: int) -> list[tuple[int, int]]:
-    """The `[start, end)` span of each chunk of one read, in order."""
-    chunks = chunk_reads(np.array([read_length]), chunk_length)
-    return list(zip(chunks.start.tolist(), chunks.end.tolist(), strict=True))

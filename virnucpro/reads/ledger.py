@@ -8,7 +8,6 @@ none. Later stages read it to account for every read in the final verdicts.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple, get_type_hints
 
@@ -56,13 +55,6 @@ def format_columns(*columns: list) -> list[str]:
 def format_row(row: LedgerRow) -> str:
     """One line, formatted exactly as `format_columns` formats many."""
     return format_columns(*([value] for value in row))[0]
-
-
-def read_ledger(path: Path) -> Iterator[LedgerRow]:
-    """The rows of a ledger, one `LedgerRow` each (parsed by `read_ledger_table`)."""
-    table = read_ledger_table(path)
-    for row in table.itertuples(index=False, name=None):
-        yield LedgerRow(*row)
 
 
 def read_ledger_table(path: Path) -> pd.DataFrame:

@@ -8,7 +8,11 @@ One process, one command:
 Variants (all embed the same seeded protein set and mean-pool residues 1..L):
   (a) fair-esm ESM2, FP32, padded batches of 2,048 tokens (the original tool's way);
   (b) fair-esm ESM2 under BF16 autocast, padded batches of 3,072 tokens;
-  (c) ours: `EsmEmbedder` end to end (tokenising, transfer, packing, pooling included).
+  (c) ours: `EsmEmbedder` end to end (tokenising, transfer, packing, pooling included),
+      with a fixed 16,384 tokens per step (`--max-tokens`);
+  (d) ours with the `auto` budget, the default: on a GPU the largest step that stays
+      under 90% of its memory (a short probe when the embedder is created), on the CPU
+      the CPU default.
 Cosines are against (a). FLOPs count useful work only (no padding): 2 per weight per
 token plus QKᵀ and AV within each sequence. Each variant first runs untimed on a few
 sequences (ours, when compiled, on all of them so every step shape is compiled), then
@@ -38,6 +42,7 @@ from virnucpro.models.esm_embedder import EsmEmbedder
 from virnucpro.models.esm_model import MAX_RESIDUES, Esm2, EsmConfig, select_attention_backend
 
 AMINO_ACIDS = np.array(list("ACDEFGHIKLMNPQRSTVWY"))
+FIXED, AUTO = "(c) ours", "(d) ours, auto budget"
 
 
 def frame_like_proteins(n: int, seed: int) -> list[str]:
@@ -72,8 +77,13 @@ def measure(row: Row, run, sequences: list[str], warm_up: int) -> Row:
     try:
         row.seconds, row.embeddings = timed(run, sequences, warm_up)
     except Exception as error:  # reported in the table; the benchmark goes on
-        traceback.print_exc()
-        row.error = f"{type(error).__name__}: {error}".splitlines()[0][:200]
+        failed(row, error)
+    return row
+
+
+def failed(row: Row, error: Exception) -> Row:
+    traceback.print_exc()
+    row.error = f"{type(error).__name__}: {error}".splitlines()[0][:200]
     return row
 
 
@@ -187,7 +197,7 @@ def main() -> None:
     )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--n", type=int, default=None, help="protein sequences")
-    parser.add_argument("--max-tokens", type=int, default=None, help="ours: tokens per step")
+    parser.add_argument("--max-tokens", type=int, default=16384, help="(c): fixed tokens per step")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="also write the table here")
     parser.add_argument("--profile", type=Path, default=None, help="write ours' profile here")
@@ -211,25 +221,39 @@ def main() -> None:
         torch.cuda.empty_cache()
 
     # On a GPU ours also runs uncompiled, to show what compile buys (or, should compile
-    # fail on this torch, still give a figure). (c), the default, is always last.
-    variants = [("(c′) ours, eager", False), ("(c) ours", None)] if on_gpu else [("(c) ours", None)]
-    for variant, compile in variants:
-        # The embedders share `model` (each casts it to the same device and dtype).
-        embedder = EsmEmbedder(
-            model, device=str(device), max_tokens=args.max_tokens, compile=compile
-        )
+    # fail on this torch, still give a figure). None: the `auto` budget.
+    variants = [(FIXED, None, args.max_tokens), (AUTO, None, None)]
+    if on_gpu:
+        variants.insert(0, ("(c′) ours, eager", False, args.max_tokens))
+    embedders = {}
+    for variant, compile, max_tokens in variants:
+        try:  # creating (d) runs its budget probe: a failure there is a row too
+            # The embedders share `model` (each casts it to the same device and dtype).
+            embedder = EsmEmbedder(model, str(device), max_tokens=max_tokens, compile=compile)
+        except Exception as error:
+            rows.append(failed(Row(variant, "packed", ""), error))
+            continue
+        embedders[variant] = embedder
         backend = select_attention_backend(device, embedder.dtype)
         precision = {torch.bfloat16: "BF16", torch.float16: "FP16"}.get(embedder.dtype, "FP32")
-        batching = f"packed, {embedder.max_tokens:,} tokens, {backend} attention"
+        auto = " (auto)" if max_tokens is None else ""
+        batching = f"packed, {embedder.max_tokens:,} tokens{auto}, {backend} attention"
         # Compiled: warm up on everything so every step shape is compiled before timing.
         warm_up = n if embedder.compile else min(n, 64)
         row = Row(variant, batching + (", compiled" if embedder.compile else ""), precision)
         rows.append(measure(row, embedder.embed, sequences, warm_up))
-    if args.profile and not rows[-1].error:
-        write_profile(embedder, sequences, args.profile)
+    if args.profile and not by_variant(rows, FIXED).error:
+        write_profile(embedders[FIXED], sequences, args.profile)
     ceiling = matmul_ceiling_tflops(device) if on_gpu else None
 
-    publish(render(rows, config, name, params, device, n, tokens, flops, ceiling), args.out)
+    lines = render(rows, config, name, params, device, n, tokens, flops, ceiling)
+    if AUTO in embedders:
+        lines.append(f"Auto budget of (d): {embedders[AUTO].budget.describe()}.")
+    publish(lines, args.out)
+
+
+def by_variant(rows: list[Row], variant: str) -> Row:
+    return next(row for row in rows if row.variant == variant)
 
 
 def render(rows, config, name, params, device, n, tokens, flops, ceiling) -> list[str]:
@@ -259,10 +283,14 @@ def render(rows, config, name, params, device, n, tokens, flops, ceiling) -> lis
             f"{cos.mean():.6f} | {cos.min():.6f} |"
         )
     lines.append("")
-    if not (rows[0].error or rows[-1].error):
-        speedup = rows[0].seconds / rows[-1].seconds
+    ours, auto = by_variant(rows, FIXED), by_variant(rows, AUTO)
+    if not (rows[0].error or ours.error):
+        speedup = rows[0].seconds / ours.seconds
         lines.append(f"Speed-up of (c) over (a), end to end: {speedup:.1f}×.")
-    ours = rows[-1]
+    if not (ours.error or auto.error):
+        lines.append(
+            f"(d), auto budget, vs (c), fixed: {ours.seconds / auto.seconds:.2f}× tokens/s."
+        )
     on_3b_gpu = device.type == "cuda" and name == "esm2_t36_3B_UR50D"
     if on_3b_gpu and not ours.error and baseline is not None:
         cos = cosines(ours.embeddings, baseline)  # issue 3's targets
@@ -271,12 +299,12 @@ def render(rows, config, name, params, device, n, tokens, flops, ceiling) -> lis
             target_line("(c) cosine vs (a), mean", cos.mean(), 0.999, "{:.4f}"),
             target_line("(c) cosine vs (a), min", cos.min(), 0.995, "{:.4f}"),
         ]
-    if ceiling and not rows[-1].error:
-        ours = flops / rows[-1].seconds / 1e12
+    if ceiling and not ours.error:
+        rate = flops / ours.seconds / 1e12
         lines.append(
             f"Measured ceiling (8192³ BF16 matrix product): {ceiling:.0f} TFLOP/s, i.e. "
             f"{ceiling * 1e12 * tokens / flops:,.0f} tokens/s for this set; (c) runs at "
-            f"{ours / ceiling:.0%} of it."
+            f"{rate / ceiling:.0%} of it."
         )
     return lines
 

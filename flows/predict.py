@@ -139,7 +139,7 @@ def predict(
     gpus: list[int] | None = ClusterConfig.gpus,
     cpu_workers: int = ClusterConfig.cpu_workers,
     esm_tokens_per_batch: int | None = ModelConfig.esm_tokens_per_batch,
-    dnabert_tokens_per_batch: int = ModelConfig.dnabert_tokens_per_batch,
+    dnabert_tokens_per_batch: int | None = ModelConfig.dnabert_tokens_per_batch,
     group_tokens: int = PredictConfig.group_tokens,
     precision: str = ModelConfig.precision,
     scheduler_address: str | None = ClusterConfig.scheduler_address,

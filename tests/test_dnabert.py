@@ -17,9 +17,16 @@ from transformers import AutoModel, AutoTokenizer
 from virnucpro.demo_models.dnabert_snapshot import write_dnabert_snapshot
 from virnucpro.errors import CheckpointError
 from virnucpro.models import dnabert
-from virnucpro.models.dnabert import force_pytorch_attention, load_dnabert
+from virnucpro.models.budget import BudgetSearch, probe_token_budget
+from virnucpro.models.dnabert import (
+    DNABERT_BUDGET,
+    PROBE_NUCLEOTIDES,
+    force_pytorch_attention,
+    load_dnabert,
+)
 
 VARIANTS = ("dnabert-s", "dnabert-2")
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
 @pytest.fixture(scope="module", params=VARIANTS)
@@ -174,3 +181,69 @@ def test_remote_code_compat_skips_only_the_triton_import_check(tmp_path):
     with dnabert._remote_code_compat():
         assert dynamic_module_utils.get_imports(source) == ["torch"]
     assert "triton" in dynamic_module_utils.get_imports(source)
+
+
+# --- auto budget ---------------------------------------------------------------------
+
+
+def test_auto_on_the_cpu_is_the_default_without_a_probe(model_dir):
+    embedder = load_dnabert(model_dir, trust_remote_code=True, device="cpu")
+    assert embedder.max_tokens == 32768 and embedder.budget.trials == ()
+    assert load(model_dir).budget is None  # a given budget is kept as given
+
+
+def test_probe_step_fills_a_padded_step_with_frame_wide_rows(embedder, monkeypatch):
+    real = embedder.embed_batch
+    steps = []
+
+    def spy(token_ids):
+        steps.append(token_ids)
+        return real(token_ids)
+
+    monkeypatch.setattr(embedder, "embed_batch", spy)
+    embedder.probe_step(4096)
+    [rows] = steps
+    frame = dna(random.Random(11), PROBE_NUCLEOTIDES)
+    widest = max(map(len, rows))
+    assert abs(widest - len(embedder.tokenize([frame])[0])) <= 0.1 * widest
+    assert len(rows) == 4096 // widest  # as many rows as the padded budget holds
+    assert len({tuple(r) for r in rows}) > 1  # not one row repeated: some padding
+
+
+def test_probe_runs_real_steps_against_a_fake_memory(embedder, monkeypatch):
+    """The engine's probe step under the shared probe, memory faked from the padded
+    tokens the model really received: 1 byte a token on a 10,000-byte device."""
+    real = embedder.embed_batch
+    padded = []
+
+    def spy(token_ids):
+        padded.append(len(token_ids) * max(map(len, token_ids)))
+        return real(token_ids)
+
+    monkeypatch.setattr(embedder, "embed_batch", spy)
+    read_up_to = [0]  # steps already reported
+
+    def read_memory():
+        peak = max(padded[read_up_to[0] :], default=0)
+        read_up_to[0] = len(padded)
+        return peak, 10_000
+
+    search = BudgetSearch("DNABERT-S", 32768, start=1024, floor=512, cap=32768)
+    choice = probe_token_budget(embedder.probe_step, read_memory, search)
+    assert len(padded) == 5  # 1,024 … 16,384; 16,384 padded tokens pass 9,000
+    assert all(p <= t for p, t in zip(padded, (1024, 2048, 4096, 8192, 16384), strict=True))
+    assert choice.tokens == 8192
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_gpu_auto_budget_is_probed_and_real_steps_stay_under_the_limit(model_dir, sequences):
+    embedder = load_dnabert(model_dir, trust_remote_code=True, device="cuda", precision="bf16")
+    choice = embedder.budget
+    assert choice.trials and choice.fits and embedder.max_tokens == choice.tokens
+    assert embedder.max_tokens == DNABERT_BUDGET.cap  # a small model on any GPU
+    torch.cuda.reset_peak_memory_stats()
+    rows = embedder.embed(sequences * 200)
+    assert np.isfinite(rows).all()
+    _, total = torch.cuda.mem_get_info()
+    assert torch.cuda.max_memory_reserved() <= 0.9 * total

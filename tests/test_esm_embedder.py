@@ -11,10 +11,19 @@ import torch
 from virnucpro.demo_models.random_models import random_esm2, write_demo_esm_checkpoint
 from virnucpro.errors import InputError
 from virnucpro.models import esm_model
-from virnucpro.models.esm_embedder import RESIDUE_LOOKUP, EsmEmbedder, encode_proteins, pack_batch
+from virnucpro.models.budget import BudgetSearch, probe_token_budget
+from virnucpro.models.esm_embedder import (
+    ESM_BUDGET,
+    RESIDUE_LOOKUP,
+    EsmEmbedder,
+    encode_proteins,
+    pack_batch,
+    probe_proteins,
+)
 from virnucpro.models.esm_model import CLS_IDX, EOS_IDX, PAD_IDX, EsmConfig
 
 ALPHABET = esm.data.Alphabet.from_architecture("ESM-1b")
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 LETTERS = "LAGVSERTIDPKQNFYMHWCXBUZO"
 
 
@@ -162,6 +171,12 @@ def test_cpu_defaults_are_fp32_eager_unpadded(small_model):
     embedder = EsmEmbedder(small_model, device="cpu")
     assert embedder.dtype == torch.float32
     assert not embedder.compile and embedder.pad_tokens_to == 1 and embedder.max_tokens == 4096
+    assert embedder.budget.trials == ()  # auto on the CPU: the default, no probe
+
+
+def test_a_given_budget_is_kept_as_given(small_model):
+    embedder = fp32_embedder(small_model, max_tokens=777)
+    assert embedder.max_tokens == 777 and embedder.budget is None
 
 
 def test_bf16_on_cpu_is_close_to_fp32():
@@ -207,6 +222,62 @@ def test_single_sequence_that_runs_out_of_memory_is_reraised(small_model, monkey
     monkeypatch.setattr(esm_model, "attention", always_oom)
     with pytest.raises(torch.OutOfMemoryError):
         fp32_embedder(small_model).embed(["MKV", "LLA"])
+
+
+# --- auto budget ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tokens", [3, 5, 1024, 1510, 1512, 4097])
+def test_probe_proteins_fill_a_step_exactly(tokens):
+    proteins_ = probe_proteins(tokens)
+    assert sum(len(p) + 2 for p in proteins_) == tokens
+    assert all(1 <= len(p) <= 502 for p in proteins_)
+    assert len(encode_proteins(proteins_).residues) == tokens - 2 * len(proteins_)
+
+
+def test_probe_proteins_have_frame_to_domain_lengths():
+    # One full cycle of 500, 400, 300, 200, 100 residues (+2 each) is 1,510 tokens.
+    assert [len(p) for p in probe_proteins(2 * 1510)] == [500, 400, 300, 200, 100] * 2
+
+
+def test_probe_runs_real_steps_against_a_fake_memory(small_model):
+    """The engine's probe step under the shared probe, memory faked from the tokens the
+    model really received: 1 byte a token on a 5,000-byte device (limit 4,500)."""
+    embedder = fp32_embedder(small_model, max_tokens=64)
+    seen = []
+
+    def forward(tokens, positions, cu_seqlens, max_len):
+        seen.append(len(tokens))
+        return small_model(tokens, positions, cu_seqlens, max_len)
+
+    embedder._forward = forward
+    read_up_to = [0]  # steps already reported
+
+    def read_memory():
+        peak = max(seen[read_up_to[0] :], default=0)
+        read_up_to[0] = len(seen)
+        return peak, 5000
+
+    search = BudgetSearch("ESM-2", 4096, start=1024, floor=256, cap=16384)
+    choice = probe_token_budget(embedder.probe_step, read_memory, search)
+    assert seen == [1024, 2048, 4096, 8192]
+    assert choice.tokens == 4096
+    assert embedder.last_stats.steps == 0  # probe steps are not counted as work
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_gpu_auto_budget_is_probed_and_real_steps_stay_under_the_limit():
+    embedder = EsmEmbedder(random_esm2(EsmConfig(6, 320, 20), seed=8), "cuda", "bf16")
+    choice = embedder.budget
+    assert choice.trials and choice.fits and embedder.max_tokens == choice.tokens
+    # A small model on any GPU reaches the cap; a 3B one would stop below it.
+    assert embedder.max_tokens == ESM_BUDGET.cap
+    torch.cuda.reset_peak_memory_stats()
+    sequences = proteins([99, 166] * 1500, seed=8)  # frames of 300/500-nt chunks
+    embedder.embed(sequences)
+    _, total = torch.cuda.mem_get_info()
+    assert torch.cuda.max_memory_reserved() <= 0.9 * total
 
 
 # --- compile ---------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import random
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -48,6 +49,7 @@ from torch import nn
 
 from virnucpro.errors import CheckpointError
 from virnucpro.models.batching import EmbedStats, run_splitting_on_oom, token_budget_batches
+from virnucpro.models.budget import BudgetChoice, BudgetSearch, choose_token_budget
 from virnucpro.models.device import Precision, resolve_device, resolve_dtype
 from virnucpro.models.sources import check_remote_code
 
@@ -55,6 +57,16 @@ log = logging.getLogger(__name__)
 
 # The module global the remote `bert_layers.py` checks before using its Triton kernel.
 _FLASH_ATTENTION_GLOBAL = "flash_attn_qkvpacked_func"
+
+# `auto` steps: 32,768 padded tokens on the CPU; on a GPU the probe starts there and may
+# go down to 1,024 or up to 16× the start.
+DNABERT_BUDGET = BudgetSearch("DNABERT-S", cpu_default=32768, start=32768, floor=1024, cap=524288)
+# Probe rows are random DNA of the longest kept frames (500-nt chunks), tokenised by
+# the model's own tokenizer: the widest rows real steps hold, and the remote code's
+# float32 [rows, heads, length, length] bias grows with the width. Far below the 512
+# tokens past which the remote code grows (and keeps) a larger ALiBi tensor.
+PROBE_NUCLEOTIDES = 500
+PROBE_ROW_VARIETY = 8  # distinct rows, so the step pads a little, as real ones do
 
 
 @dataclass
@@ -68,6 +80,23 @@ class DnabertEmbedder:
     max_tokens: int
     oom_splits: int = 0  # over the embedder's life; `last_stats` covers one call
     last_stats: EmbedStats = field(default_factory=EmbedStats)
+    budget: BudgetChoice | None = None  # how an `auto` max_tokens was chosen
+
+    def size_steps(self) -> None:
+        """Set `max_tokens` the `auto` way: the CPU default, or on CUDA the largest
+        step this GPU holds under the memory limit with the loaded models (logged)."""
+        self.budget = choose_token_budget(DNABERT_BUDGET, self.device, self.probe_step)
+        self.max_tokens = self.budget.tokens
+
+    def probe_step(self, tokens: int) -> None:
+        """One padded step of `tokens` (rows × widest row) of `PROBE_NUCLEOTIDES`-nt
+        random DNA, through `embed_batch`, for the budget probe to measure."""
+        rng = random.Random(0)
+        pool = self.tokenize(
+            ["".join(rng.choices("ACGT", k=PROBE_NUCLEOTIDES)) for _ in range(PROBE_ROW_VARIETY)]
+        )
+        rows = max(1, tokens // max(map(len, pool)))
+        self.embed_batch([pool[row % len(pool)] for row in range(rows)])
 
     @property
     def dim(self) -> int:
@@ -129,14 +158,15 @@ class DnabertEmbedder:
 def load_dnabert(
     model: str | Path,
     *,
-    max_tokens: int,
+    max_tokens: int | None = None,
     trust_remote_code: bool = False,
     device: str = "auto",
     precision: Precision = "auto",
 ) -> DnabertEmbedder:
     """Load tokenizer and model from a local snapshot directory, ready for inference.
 
-    `max_tokens` bounds padded tokens (longest × count) per forward pass."""
+    `max_tokens` bounds padded tokens (longest × count) per forward pass; None (`auto`)
+    sizes it by `DnabertEmbedder.size_steps`, after the model is on its device."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     remote = check_remote_code(Path(model), trust_remote_code)
@@ -157,13 +187,16 @@ def load_dnabert(
         raise CheckpointError(f"{model}: tokenizer has no padding token")
     network = network.to(device=torch_device, dtype=dtype).eval()
     log.info("loaded %s on %s (%s)", model, torch_device, dtype)
-    return DnabertEmbedder(
+    embedder = DnabertEmbedder(
         model=network,
         tokenizer=tokenizer,
         device=torch_device,
         dtype=dtype,
-        max_tokens=max_tokens,
+        max_tokens=DNABERT_BUDGET.cpu_default if max_tokens is None else max_tokens,
     )
+    if max_tokens is None:
+        embedder.size_steps()
+    return embedder
 
 
 def force_pytorch_attention(model: nn.Module) -> list[str]:

@@ -24,7 +24,7 @@ Input rules (the original tool only fed stop-free frames, so these cover user in
 Speed tricks, each in one place: packing without padding (`pack_batch`), one
 dynamic-shape `torch.compile` graph fed aligned sizes (`pad_tokens_to`), the attention
 backend (`esm_model`), pooling by `index_add_` on the device with one non-blocking
-copy per step.
+copy per step, and a step size fitted to the GPU's memory (`ESM_BUDGET`, `budget`).
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from virnucpro.models.batching import (
     run_splitting_on_oom,
     token_budget_batches,
 )
+from virnucpro.models.budget import BudgetChoice, BudgetSearch, choose_token_budget
 from virnucpro.models.device import Precision, resolve_device, resolve_dtype
 from virnucpro.models.esm_checkpoint import load_esm2
 from virnucpro.models.esm_model import (
@@ -61,6 +62,13 @@ from virnucpro.models.esm_model import (
 log = logging.getLogger(__name__)
 
 _INVALID = -1
+
+# `auto` steps: 4,096 tokens on the CPU; on a GPU the probe starts at 16,384 (the old
+# fixed default) and may go down to 1,024 (one longest sequence) or up to 16× the start.
+ESM_BUDGET = BudgetSearch("ESM-2", cpu_default=4096, start=16384, floor=1024, cap=262144)
+# Probe proteins cycle through these lengths: longer than the frames of 300/500-nt
+# chunks (at most 166 residues), so the probe errs on the side of memory.
+PROBE_RESIDUES = (500, 400, 300, 200, 100)
 
 
 def _build_lookup() -> np.ndarray:
@@ -183,6 +191,21 @@ def pack_batch(encoded: EncodedProteins, indices: np.ndarray, pad_tokens_to: int
     )
 
 
+def probe_proteins(tokens: int, seed: int = 0) -> list[str]:
+    """Random proteins of `PROBE_RESIDUES` lengths that pack into exactly `tokens`
+    tokens (BOS + residues + EOS each), a full step for the budget probe."""
+    lengths: list[int] = []
+    left = tokens
+    while left >= 3:  # a sequence needs at least one residue
+        lengths.append(min(PROBE_RESIDUES[len(lengths) % len(PROBE_RESIDUES)], left - 2))
+        left -= lengths[-1] + 2
+    if lengths:
+        lengths[-1] += left  # 0 to 2 tokens short of the step: the last one grows
+    rng = np.random.default_rng(seed)
+    letters = np.frombuffer(b"ACDEFGHIKLMNPQRSTVWY", dtype=np.uint8)
+    return [rng.choice(letters, n).tobytes().decode() for n in lengths]
+
+
 class EsmEmbedder:
     """Mean-pooled last-layer ESM-2 embeddings, FP32 `[n, dim]` in input order."""
 
@@ -198,17 +221,17 @@ class EsmEmbedder:
         """`model_or_checkpoint`: our `Esm2` (moved and cast in place: the embedder owns
         it) or anything `load_esm2` accepts (model name or file).
 
-        `max_tokens` bounds the packed tokens per step (default 16384 on CUDA, 4096 on
-        the CPU). `compile` (default: on CUDA only) wraps the model in `torch.compile`.
+        `max_tokens` bounds the packed tokens per step; None (`auto`): 4096 on the CPU,
+        on CUDA sized by a short probe of this GPU's memory with the loaded model (see
+        `virnucpro.models.budget`; the choice is logged and kept in `self.budget`).
+        `compile` (default: on CUDA only) wraps the model in `torch.compile`.
         `pad_tokens_to` pads each step to a multiple of it so compiled kernels see
         aligned sizes (default 256 when compiling, else 1: no padding). A compile that
         fails falls back to eager, logged once.
         """
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(precision, self.device)
-        on_cuda = self.device.type == "cuda"
-        self.max_tokens = max_tokens or (16384 if on_cuda else 4096)
-        self.compile = on_cuda if compile is None else compile
+        self.compile = self.device.type == "cuda" if compile is None else compile
         self.pad_tokens_to = pad_tokens_to or (256 if self.compile else 1)
         if not isinstance(model_or_checkpoint, Esm2):
             _, model_or_checkpoint = load_esm2(
@@ -219,6 +242,12 @@ class EsmEmbedder:
         # sequence count, packed length or longest sequence first changes (4 graphs).
         self._forward = torch.compile(self.model, dynamic=True) if self.compile else self.model
         self.last_stats = EmbedStats()
+        # Probed through the compiled model, as the real steps run (it compiles here).
+        self.budget: BudgetChoice | None = None  # None: `max_tokens` was given
+        if max_tokens is None:
+            self.budget = choose_token_budget(ESM_BUDGET, self.device, self.probe_step)
+            max_tokens = self.budget.tokens
+        self.max_tokens = max_tokens
         log.info(
             "ESM-2 embedder on %s in %s, %d tokens per step, compile=%s",
             self.device,
@@ -271,6 +300,12 @@ class EsmEmbedder:
         stats.seconds = time.perf_counter() - started
         self.last_stats = stats
         return out
+
+    def probe_step(self, tokens: int) -> None:
+        """One step of exactly `tokens` packed tokens of `probe_proteins`, through the
+        path real steps take, for the budget probe to measure."""
+        encoded = encode_proteins(probe_proteins(tokens))
+        self._embed_packed(pack_batch(encoded, np.arange(len(encoded.lengths)), self.pad_tokens_to))
 
     def _run_model(self, *inputs) -> torch.Tensor:
         """The model, compiled where asked; should compiling fail (a torch or driver

@@ -46,9 +46,15 @@ class ModelConfig:
     )
     device: str = option("auto", "cpu, cuda, cuda:1 (auto: a GPU if there is one)")
     esm_tokens_per_batch: int | None = option(
-        None, "ESM-2 packed tokens per step (default: the engine's default for the device)"
+        None,
+        "ESM-2 packed tokens per step (default: auto, sized on each GPU from its free "
+        "memory by a short probe; 4096 on the CPU)",
     )
-    dnabert_tokens_per_batch: int = option(32768, "DNABERT-S padded tokens per step")
+    dnabert_tokens_per_batch: int | None = option(
+        None,
+        "DNABERT-S padded tokens per step (default: auto, sized on each GPU from its free "
+        "memory by a short probe; 32768 on the CPU)",
+    )
 
 
 @dataclass(frozen=True)

@@ -54,18 +54,21 @@ class Models:
 @functools.cache
 def load_models(config: ModelConfig) -> Models:
     """Load once per process; later groups with the same configuration reuse them."""
+    # ESM-2 first: each engine sizes its `auto` steps from the memory left when it
+    # loads, and DNABERT-S must see ESM-2's weights already there (not the reverse:
+    # DNABERT-S is ~0.2 GB, within the probe's headroom).
+    esm = EsmEmbedder(
+        config.esm_model,
+        device=config.device,
+        precision=config.precision,
+        max_tokens=config.esm_tokens_per_batch,
+    )
     dnabert = load_dnabert(
         config.dnabert_model,
         max_tokens=config.dnabert_tokens_per_batch,
         trust_remote_code=config.trust_remote_code,
         device=config.device,
         precision=config.precision,
-    )
-    esm = EsmEmbedder(
-        config.esm_model,
-        device=config.device,
-        precision=config.precision,
-        max_tokens=config.esm_tokens_per_batch,
     )
     classifier = load_classifier(config.classifier, dnabert_dim=dnabert.dim, esm_dim=esm.dim)
     classifier.to(dnabert.device)

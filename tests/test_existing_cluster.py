@@ -21,6 +21,8 @@ from virnucpro.errors import VirNucProError
 from virnucpro.run import pipeline
 from virnucpro.run.config import ModelConfig, PredictConfig
 
+# The `dask` command installed with distributed, as README's commands use it.
+DASK = str(Path(sys.executable).with_name("dask"))
 TEXT_OUTPUTS = (
     "prediction_results.txt",
     "prediction_results_highestscore.csv",
@@ -35,7 +37,7 @@ def dask_cluster(tmp_path: Path, worker_args: list[str]) -> Iterator[str]:
     quiet = {**os.environ, "DASK_LOGGING__DISTRIBUTED": "warning"}
     processes = [
         subprocess.Popen(
-            [sys.executable, "-m", "distributed.cli.dask_scheduler", "--port", "0",
+            [DASK, "scheduler", "--port", "0",
              "--dashboard-address", ":0", "--scheduler-file", str(scheduler_file)],
             env=quiet,
         )
@@ -48,7 +50,7 @@ def dask_cluster(tmp_path: Path, worker_args: list[str]) -> Iterator[str]:
         for name in ("w1", "w2"):
             processes.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "distributed.cli.dask_worker",
+                    [DASK, "worker",
                      "--scheduler-file", str(scheduler_file), "--nthreads", "1",
                      "--name", name, "--dashboard-address", ":0",
                      "--local-directory", str(tmp_path / f"local-{name}"), *worker_args],

@@ -11,7 +11,7 @@ import types
 import numpy as np
 import pytest
 import torch
-from helpers import cosine_rows
+from helpers import cosine_rows, memory_from_steps
 from transformers import AutoModel, AutoTokenizer
 
 from virnucpro.demo_models.dnabert_snapshot import write_dnabert_snapshot
@@ -221,14 +221,8 @@ def test_probe_runs_real_steps_against_a_fake_memory(embedder, monkeypatch):
         return real(token_ids)
 
     monkeypatch.setattr(embedder, "embed_batch", spy)
-    read_up_to = [0]  # steps already reported
-
-    def read_memory():
-        peak = max(padded[read_up_to[0] :], default=0)
-        read_up_to[0] = len(padded)
-        return peak, 10_000
-
     search = BudgetSearch("DNABERT-S", 32768, start=1024, floor=512, cap=32768)
+    read_memory = memory_from_steps(padded, 10_000)
     choice = probe_token_budget(embedder.probe_step, read_memory, search)
     assert len(padded) == 5  # 1,024 … 16,384; 16,384 padded tokens pass 9,000
     assert all(p <= t for p, t in zip(padded, (1024, 2048, 4096, 8192, 16384), strict=True))

@@ -7,7 +7,7 @@ import esm
 import numpy as np
 import pytest
 import torch
-from helpers import cosine_rows
+from helpers import cosine_rows, memory_from_steps
 
 from virnucpro.demo_models.random_models import random_esm2, write_demo_esm_checkpoint
 from virnucpro.errors import InputError
@@ -248,14 +248,8 @@ def test_probe_runs_real_steps_against_a_fake_memory(small_model):
         return small_model(tokens, positions, cu_seqlens, max_len)
 
     embedder._forward = forward
-    read_up_to = [0]  # steps already reported
-
-    def read_memory():
-        peak = max(seen[read_up_to[0] :], default=0)
-        read_up_to[0] = len(seen)
-        return peak, 5000
-
     search = BudgetSearch("ESM-2", 4096, start=1024, floor=256, cap=16384)
+    read_memory = memory_from_steps(seen, 5000)
     choice = probe_token_budget(embedder.probe_step, read_memory, search)
     assert seen == [1024, 2048, 4096, 8192]
     assert choice.tokens == 4096

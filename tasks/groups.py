@@ -9,7 +9,6 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.library_logs import route_library_logs
 from tasks.worker_telemetry import WorkerTelemetryPlugin
-from virnucpro.monitoring.telemetry import group_record
 from virnucpro.run import pipeline
 from virnucpro.run.config import PredictConfig
 from virnucpro.run.group_inference import GroupSummary, run_group
@@ -60,14 +59,9 @@ def _record(worker, summary: GroupSummary) -> None:
     """Telemetry on the worker (its JSON is rewritten after every group, so a killed
     worker loses nothing already done) and an event the flow collects."""
     plugin = worker.plugins.get(WorkerTelemetryPlugin.name)
-    if plugin is not None and plugin.recorder is not None:
-        samples = plugin.monitor.sample() if plugin.monitor else []
-        record = group_record(summary, samples[0] if samples else None)
-        if record is not None:
-            plugin.recorder.record(record)
-            plugin.recorder.write()
-    event = dataclasses.asdict(summary)
-    # Dask overwrites "worker" with the worker's address; keep its name too.
-    event["worker_name"] = summary.worker
-    event["oom_splits"] = summary.oom_splits
-    worker.log_event(GROUP_EVENT_TOPIC, event)
+    recorder = plugin.recorder if plugin is not None else None
+    if recorder is not None and not summary.skipped:
+        recorder.record(summary)
+        recorder.write()
+    # Nested: Dask sets a message's top-level "worker" to the worker's address.
+    worker.log_event(GROUP_EVENT_TOPIC, {"summary": dataclasses.asdict(summary)})

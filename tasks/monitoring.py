@@ -1,8 +1,9 @@
 """Watching the GPU stage while it runs: terminal dashboard, events, worker telemetry.
 
 The flow process holds the Dask client; from it we read which worker holds which
-group, the group events workers log when they finish (with their tokens and compute
-time, hence each worker's throughput), and Dask's own work-stealing events. The view is
+group, the group events workers log when they finish (each with its group's summary,
+hence each worker's throughput by the report's definition, `run_telemetry`), and
+Dask's own work-stealing events. The view is
 refreshed when a group ends and on a timer in between, since a GPU's load and queue
 change during a group that takes minutes. GPU figures come from NVML in this process
 (no CUDA context), so on a local cluster the dashboard shows each worker's GPU; on a
@@ -12,21 +13,26 @@ remote cluster, the workers' Prometheus gauges (dashboards/) carry them instead.
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
+from uuid import UUID
 
 from distributed import Client
+from prefect.artifacts import LinkArtifact, ProgressArtifact
 
 from tasks import dask_page
 from tasks.groups import GROUP_EVENT_TOPIC
 from tasks.worker_telemetry import WorkerTelemetryPlugin
 from virnucpro.monitoring.gpu_monitor import GpuMonitor
 from virnucpro.monitoring.live_dashboard import Dashboard, DashboardState, WorkerStatus
-from virnucpro.monitoring.telemetry import RunEvent
+from virnucpro.monitoring.run_telemetry import RunRecords, worker_shares
+from virnucpro.monitoring.telemetry import RunEvent, records_of
+from virnucpro.monitoring.throughput_log import ThroughputLog
 from virnucpro.run.group_inference import GroupSummary
 
 _STEAL_CONFIRMED = (
@@ -36,19 +42,47 @@ _STEAL_CONFIRMED = (
 log = logging.getLogger(__name__)
 
 REFRESH_THREAD = "virnucpro-dashboard-refresh"
+PROGRESS_KEY = "virnucpro-progress"
 
 
-def worker_throughput(group_messages: Iterable[tuple[float, dict]]) -> dict[str, float]:
-    """ESM-2 tokens per second of compute (reading and model loading excluded) of each
-    worker, over the groups it computed so far; skipped groups computed nothing."""
-    tokens: Counter[str] = Counter()
-    seconds: Counter[str] = Counter()
-    for _, message in group_messages:
-        compute = message["seconds"] - message["wait_seconds"]
-        if not message["skipped"] and compute > 0:
-            tokens[message["worker_name"]] += message["tokens"]
-            seconds[message["worker_name"]] += compute
-    return {name: tokens[name] / seconds[name] for name in seconds}
+def publish_live_links(dashboard_link: str | None, run_id: UUID | None) -> list[str]:
+    """Link the live Dask dashboard and our page in it from flow run `run_id` (the run
+    whose URL Prefect logs first, which users open); returns the links."""
+    if not dashboard_link:
+        return []
+    links = {"dask-dashboard": ("Dask dashboard (live while the run runs)", dashboard_link)}
+    if page := dask_page.page_link(dashboard_link):
+        links["virnucpro-dask-page"] = ("VirNucPro page in the Dask dashboard (live)", page)
+    for key, (text, link) in links.items():
+        LinkArtifact(key=key, link=link, link_text=text, flow_run_id=run_id).create()
+    return [link for _, link in links.values()]
+
+
+def create_progress(run_id: UUID | None, total: int) -> UUID:
+    """A progress bar of finished groups on flow run `run_id`."""
+    artifact = ProgressArtifact(
+        key=PROGRESS_KEY, progress=0.0, description=f"0/{total} groups done", flow_run_id=run_id
+    )
+    return artifact.create().id
+
+
+def group_summaries(
+    group_messages: Iterable[tuple[float, dict]],
+) -> list[tuple[float, GroupSummary]]:
+    """The summaries in the group events workers logged (`tasks.groups`), stamped."""
+    return [(t, GroupSummary.from_json(json.dumps(m["summary"]))) for t, m in group_messages]
+
+
+def worker_throughput(summaries: Iterable[GroupSummary], now: float | None) -> dict[str, float]:
+    """Each worker's ESM-2 tokens/s so far, by the report's definition: its tokens of
+    the groups it finished over the GPU stage until `now` (None: the stage is over)."""
+    groups, batches = [], []
+    for summary in summaries:
+        if not summary.skipped:  # reused results computed nothing now
+            group, passes = records_of(summary)
+            groups.append(group)
+            batches += passes
+    return worker_shares(RunRecords(groups, batches), now)
 
 
 class RunMonitor:
@@ -58,14 +92,15 @@ class RunMonitor:
         self,
         client: Client,
         telemetry_dir: Path,
-        throughput_log: Path,
         total_groups: int,
         worker_gpus: dict[str, int],
+        throughput_log: ThroughputLog | None = None,
         dashboard: Dashboard | None = None,
     ):
-        """`telemetry_dir`: this run's worker JSON; `throughput_log`: the CSV every run
-        appends to; `worker_gpus`: worker name → GPU index on a local cluster (else {});
-        `dashboard`'s `interval` is also how often the view refreshes between groups."""
+        """`telemetry_dir`: this run's worker JSON; `worker_gpus`: worker name → GPU
+        index on a local cluster (else {}); `throughput_log`: the log every run appends
+        to (its header is written here, before any worker appends); `dashboard`'s
+        `interval` is also how often the view refreshes between groups."""
         self.client = client
         self.worker_gpus = worker_gpus
         self.total = total_groups
@@ -82,6 +117,8 @@ class RunMonitor:
             name=REFRESH_THREAD,
             daemon=True,
         )
+        if throughput_log is not None:
+            throughput_log.prepare()
         client.register_plugin(WorkerTelemetryPlugin(telemetry_dir, throughput_log))
 
     def __enter__(self) -> RunMonitor:
@@ -115,21 +152,20 @@ class RunMonitor:
 
     def events(self) -> list[RunEvent]:
         """Finished groups, OOM splits, work stolen between workers, failures; by time."""
-        return self._events(self.client.get_events(GROUP_EVENT_TOPIC), None)
+        return self._events(group_summaries(self.client.get_events(GROUP_EVENT_TOPIC)), None)
 
     def _events(
-        self, group_messages: Iterable[tuple[float, dict]], workers: dict | None
+        self, groups: list[tuple[float, GroupSummary]], workers: dict | None
     ) -> list[RunEvent]:
-        """`events` from group messages already fetched; `workers` (scheduler info by
+        """`events` from group summaries already fetched; `workers` (scheduler info by
         address) names the thieves, fetched here only if None and something was stolen."""
         events = list(self.failures)
-        for stamp, message in group_messages:
-            name = message["worker_name"]
-            done = "group_skipped" if message["skipped"] else "group_done"
-            events.append(RunEvent(stamp, done, name, message["group_id"]))
-            if message["oom_splits"]:
-                detail = f"{message['group_id']}: {message['oom_splits']} batch split(s)"
-                events.append(RunEvent(stamp, "oom_split", name, detail))
+        for stamp, summary in groups:
+            done = "group_skipped" if summary.skipped else "group_done"
+            events.append(RunEvent(stamp, done, summary.worker, summary.group_id))
+            if summary.oom_splits and not summary.skipped:
+                detail = f"{summary.group_id}: {summary.oom_splits} batch split(s)"
+                events.append(RunEvent(stamp, "oom_split", summary.worker, detail))
         steals = [
             (stamp, message)
             for stamp, message in self.client.get_events("stealing")
@@ -150,10 +186,11 @@ class RunMonitor:
         info = self.client.scheduler_info(n_workers=-1)["workers"]
         processing = self.client.processing()
         gpus = {s.index: s for s in self.gpus.sample()}
-        group_messages = self.client.get_events(GROUP_EVENT_TOPIC)  # one fetch per refresh
-        events = self._events(group_messages, info)
+        groups = group_summaries(self.client.get_events(GROUP_EVENT_TOPIC))  # once a refresh
+        events = self._events(groups, info)
         stolen = Counter(e.worker for e in events if e.kind == "stolen")
-        throughput = worker_throughput(group_messages)
+        running = sum(self.done.values()) < self.total
+        throughput = worker_throughput((s for _, s in groups), time.time() if running else None)
         rows = []
         for address, worker in sorted(info.items()):
             name = str(worker.get("name", address))

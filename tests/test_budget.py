@@ -9,13 +9,12 @@ import torch
 
 from virnucpro.models.budget import (
     BudgetSearch,
-    PressureInterval,
     Trial,
     choose_token_budget,
     cuda_memory_reader,
-    memory_pressure,
     probe_token_budget,
 )
+from virnucpro.monitoring.memory_pressure import PressureInterval, memory_pressure
 
 SEARCH = BudgetSearch("test", cpu_default=4096, start=16384, floor=1024, cap=262144)
 

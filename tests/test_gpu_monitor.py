@@ -1,57 +1,11 @@
 import logging
 import threading
-from types import SimpleNamespace
 
 import pynvml
 import pytest
+from helpers import FakeNvml
 
 from virnucpro.monitoring.gpu_monitor import GpuMonitor, parse_visible_devices
-
-
-class FakeNvml:
-    """Two fake GPUs: an A100 (cc 8.0, all queries work) and a V100 (cc 7.0, no energy)."""
-
-    def __init__(self) -> None:
-        self.reads = 0
-        self.utilisation = [55, 80]
-        self.devices = [
-            {"name": "NVIDIA A100-SXM4-80GB", "uuid": "GPU-aaaa-1111", "cc": (8, 0)},
-            {"name": "Tesla V100-SXM2-32GB", "uuid": "GPU-bbbb-2222", "cc": (7, 0)},
-        ]
-
-    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        def not_supported(*_args):
-            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
-
-        def energy(handle):
-            if handle == 1:
-                not_supported()
-            return 123_456_789
-
-        def utilisation(handle):
-            self.reads += 1
-            return SimpleNamespace(gpu=self.utilisation[handle], memory=10)
-
-        patches = {
-            "nvmlInit": lambda: None,
-            "nvmlShutdown": lambda: None,
-            "nvmlDeviceGetCount": lambda: len(self.devices),
-            "nvmlDeviceGetHandleByIndex": lambda i: i,
-            "nvmlDeviceGetName": lambda h: self.devices[h]["name"],
-            "nvmlDeviceGetUUID": lambda h: self.devices[h]["uuid"],
-            "nvmlDeviceGetUtilizationRates": utilisation,
-            "nvmlDeviceGetMemoryInfo": lambda h: SimpleNamespace(
-                used=(h + 1) * 2**30, total=80 * 2**30, free=0
-            ),
-            "nvmlDeviceGetTemperature": lambda h, sensor: 40 + h,
-            "nvmlDeviceGetPowerUsage": lambda h: 250_500,
-            "nvmlDeviceGetTotalEnergyConsumption": energy,
-            "nvmlDeviceGetCudaComputeCapability": lambda h: self.devices[h]["cc"],
-            "nvmlSystemGetDriverVersion": lambda: "550.54.15",
-            "nvmlSystemGetCudaDriverVersion": lambda: 12040,
-        }
-        for name, function in patches.items():
-            monkeypatch.setattr(pynvml, name, function)
 
 
 @pytest.fixture
@@ -61,10 +15,19 @@ def fake_nvml(monkeypatch: pytest.MonkeyPatch) -> FakeNvml:
     return fake
 
 
-def test_no_nvml_returns_empty_with_one_debug_line(caplog: pytest.LogCaptureFixture) -> None:
-    # This machine has no NVML library: nvmlInit raises NVMLError_LibraryNotFound.
-    with pytest.raises(pynvml.NVMLError):
-        pynvml.nvmlInit()
+@pytest.fixture
+def no_nvml(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A machine without the NVML library, whatever this one has."""
+
+    def missing() -> None:
+        raise pynvml.NVMLError(pynvml.NVML_ERROR_LIBRARY_NOT_FOUND)
+
+    monkeypatch.setattr(pynvml, "nvmlInit", missing)
+
+
+def test_no_nvml_returns_empty_with_one_debug_line(
+    no_nvml: None, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG, logger="virnucpro.monitoring.gpu_monitor")
     monitor = GpuMonitor()
     assert monitor.sample() == []

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import csv
-import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +12,10 @@ import torch
 
 from virnucpro.errors import FeatureError
 from virnucpro.reads.ledger import STATUS_EMPTY_READ, LedgerRow
-from virnucpro.run.outputs import score_text, score_texts, write_outputs
+from virnucpro.reads.preparation import prepare_reads
+from virnucpro.run.outputs import score_texts, write_outputs
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared/reference/virnucpro_original"
-if not REFERENCE.is_dir():
-    REFERENCE = Path("/work/shared/reference/virnucpro_original")
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def fasta(path: Path) -> dict[str, str]:
@@ -33,15 +31,15 @@ def fasta(path: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def reads() -> dict[str, str]:
-    return fasta(REFERENCE / "reads_public.fa")
+def reads(reference_dir) -> dict[str, str]:
+    return fasta(reference_dir / "reads_public.fa")
 
 
 @pytest.fixture(scope="module")
-def ledger(reads) -> pd.DataFrame:
+def ledger(reads, reference_dir) -> pd.DataFrame:
     """A ledger for reads_public.fa (C=300) built from the original tool's own files."""
-    chunks = fasta(REFERENCE / "reads_public_chunked300.fa")
-    frames = list(fasta(REFERENCE / "reads_public_chunked300_identified_protein.faa"))
+    chunks = fasta(reference_dir / "reads_public_chunked300.fa")
+    frames = list(fasta(reference_dir / "reads_public_chunked300_identified_protein.faa"))
     kept: dict[str, list[str]] = {}
     for frame in frames:
         kept.setdefault(frame[:-2], []).append(frame)
@@ -71,23 +69,31 @@ def predictions(ledger):
     return frame_ids, probabilities
 
 
-def reference_files(frame_ids, probabilities) -> tuple[bytes, bytes]:
-    """SPEC §5 written the plain way: loops, the csv module, tolist() floats."""
-    scores = torch.from_numpy(probabilities).tolist()
-    predictions = io.StringIO()
-    writer = csv.writer(predictions, delimiter="\t", lineterminator="\n")
-    writer.writerow(["Sequence_ID", "Prediction", "score1", "score2"])
-    best: dict[str, list[float]] = {}
-    for frame, (others, virus) in zip(frame_ids, scores, strict=True):
-        writer.writerow([frame, "virus" if virus > others else "others", others, virus])
-        chunk = best.setdefault(frame[:-2], [others, virus])
-        chunk[0], chunk[1] = max(chunk[0], others), max(chunk[1], virus)
-    highest = io.StringIO()
-    writer = csv.writer(highest, delimiter="\t", lineterminator="\n")
-    writer.writerow(["Modified_ID", "Is_Virus"])
-    for chunk in sorted(best):
-        writer.writerow([chunk, best[chunk][1] >= best[chunk][0]])
-    return predictions.getvalue().encode(), highest.getvalue().encode()
+def determine_virus(group: pd.DataFrame) -> pd.Series:
+    """The original `prediction.py`'s rule for one chunk, as it wrote it."""
+    return pd.Series({"Is_Virus": group["score2"].max() >= group["score1"].max()})
+
+
+def original_files(frame_ids, probabilities, directory: Path) -> tuple[bytes, bytes]:
+    """What the original `prediction.py` writes for these probabilities, done its way:
+    labels from `torch.max` over the softmax rows, each float32 NumPy row through
+    `'\\t'.join(map(str, row))`, then the text file read back with pandas and grouped
+    by chunk with `groupby(...).apply(determine_virus)`."""
+    rows = torch.from_numpy(probabilities)
+    _, predicted = torch.max(rows.data, 1)
+    label_map = {1: "virus", 0: "others"}
+    output_file = directory / "prediction_results.txt"
+    with open(output_file, "w") as f:
+        f.write("Sequence_ID\tPrediction\tscore1\tscore2\n")
+        for seqid, prediction, probability in zip(frame_ids, predicted, rows.numpy(), strict=True):
+            prob_str = "\t".join(map(str, probability))
+            f.write(f"{seqid}\t{label_map[prediction.item()]}\t{prob_str}\n")
+    df = pd.read_csv(output_file, sep="\t")
+    df["Modified_ID"] = df["Sequence_ID"].str[:-2]
+    df = df.groupby("Modified_ID", group_keys=False).apply(determine_virus).reset_index()
+    highest = directory / "prediction_results_highestscore.csv"
+    df.to_csv(highest, sep="\t", index=False)
+    return output_file.read_bytes(), highest.read_bytes()
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +101,8 @@ def written(tmp_path_factory, ledger, predictions):
     return write_outputs(tmp_path_factory.mktemp("out"), *predictions, ledger)
 
 
-def test_original_format_files_match_byte_for_byte(written, predictions):
-    expected_predictions, expected_highest = reference_files(*predictions)
+def test_original_format_files_match_byte_for_byte(written, predictions, tmp_path):
+    expected_predictions, expected_highest = original_files(*predictions, tmp_path)
     assert written.predictions.text.name == "prediction_results.txt"
     assert written.highest_scores.text.name == "prediction_results_highestscore.csv"
     assert written.predictions.text.read_bytes() == expected_predictions
@@ -106,16 +112,18 @@ def test_original_format_files_match_byte_for_byte(written, predictions):
 def test_tie_is_others_and_chunk_tie_is_virus(written, predictions):
     first = written.predictions.text.read_text().splitlines()[1].split("\t")
     assert first[1:] == ["others", "0.5", "0.5"]
-    assert score_text(np.float32(1) / np.float32(3)) == "0.3333333432674408"
 
 
-def test_a_column_renders_like_the_original_value_by_value():
-    """The original: each float32 probability through `tensor.tolist()`, then str()."""
-    values = np.random.default_rng(0).random(1000, dtype=np.float32)
-    values[:4] = [0.0, 1.0, np.float32(1) / np.float32(3), 0.5]
-    expected = [str(v) for v in torch.from_numpy(values).tolist()]
-    assert score_texts(values) == expected
-    assert score_texts(np.array([0.25, np.nan], dtype=np.float32)) == ["0.25", ""]
+def test_scores_are_float32_text_as_the_original_writes_them():
+    """The issue's example: softmax of logits (0, 1) is written 0.26894143 0.7310586."""
+    row = torch.softmax(torch.tensor([[0.0, 1.0]]), dim=1).numpy()[0]
+    assert score_texts(row) == ["0.26894143", "0.7310586"]
+    assert score_texts(np.array([1e-5, 1 / 3, 0.25, np.nan], dtype=np.float32)) == [
+        "1e-05",
+        "0.33333334",
+        "0.25",
+        "",
+    ]
 
 
 def test_every_read_gets_a_verdict(written, reads, ledger, predictions):
@@ -140,7 +148,7 @@ def test_every_read_gets_a_verdict(written, reads, ledger, predictions):
         else:
             assert row.verdict == ("virus" if virus_chunks else "others")
             best = max(p_virus[f] for fs in frame_lists for f in fs)
-            assert float(row.max_p_virus) == best
+            assert np.float32(row.max_p_virus) == np.float32(best)  # reads back exactly
     assert set(verdicts["verdict"]) == {"virus", "others", "unclassified"}
 
 
@@ -187,3 +195,41 @@ def test_frames_missing_or_unknown_are_refused(tmp_path, ledger, predictions):
         write_outputs(tmp_path / "out", extra, np.ones((len(extra), 2)), ledger)
     with pytest.raises(FeatureError, match="lacks column"):
         write_outputs(tmp_path / "out", frame_ids, probabilities, ledger.drop(columns="status"))
+
+
+def test_verdict_and_max_p_virus_as_the_readme_explains(tmp_path):
+    """A read whose best P(virus) is 0.51 is `others` when its chunk's best P(others)
+    is higher (from another frame): README, read_verdicts.tsv."""
+    rows = [
+        LedgerRow("r1", 300, "r1_chunk_1", 0, 300, "r1_chunk_1F1,r1_chunk_1R1", 0, "ok"),
+        LedgerRow("r2", 300, "r2_chunk_1", 0, 300, "r2_chunk_1F2", 0, "ok"),
+    ]
+    frames = ["r1_chunk_1F1", "r1_chunk_1R1", "r2_chunk_1F2"]
+    probabilities = np.array([[0.49, 0.51], [0.9, 0.1], [0.3, 0.7]], dtype=np.float32)
+    written = write_outputs(tmp_path, frames, probabilities, rows)
+    verdicts = written.read_verdicts.text.read_text().splitlines()
+    assert verdicts[1:] == ["r1\t1\t1\t0\t0.51\tothers", "r2\t1\t1\t1\t0.7\tvirus"]
+
+
+def readme_columns() -> dict[str, list[str]]:
+    """File name → the **bold** column names the README's outputs table lists for it."""
+    columns = {}
+    for line in README.read_text().splitlines():
+        if match := re.match(r"\| `([^`]+)`[^|]*\|[^|]*\|(.*)\|$", line):
+            columns[match[1]] = re.findall(r"\*\*(\w+)\*\*", match[2])
+    return columns
+
+
+def test_readme_explains_every_column_of_every_output(written, reference_dir, tmp_path):
+    """README's outputs table names each file's columns, in order, and the Parquet
+    files it promises exist with the same columns."""
+    listed = readme_columns()
+    prepared = prepare_reads(reference_dir / "test_with_orfs.fa", 500, tmp_path, workers=1)
+    headers = {"X_chunked300_ledger.tsv": prepared.ledger.read_text().splitlines()[0].split("\t")}
+    for table in (written.predictions, written.highest_scores, written.read_verdicts,
+                  written.unclassified):  # fmt: skip
+        header = table.text.read_text().splitlines()[0].split("\t")
+        headers[table.text.name] = header
+        assert pd.read_parquet(table.parquet).columns.tolist() == header
+    assert listed == headers
+    assert not prepared.ledger.with_suffix(".parquet").exists()  # README promises none

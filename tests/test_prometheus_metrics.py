@@ -2,29 +2,22 @@ import json
 
 import pytest
 from distributed import Worker
-from helpers import scrape, telemetry_cluster
+from helpers import group_summary, scrape, telemetry_cluster
 from prometheus_client import CollectorRegistry, generate_latest
 
 from tasks.worker_telemetry import WorkerTelemetryPlugin, write_scrape_targets
 from virnucpro.monitoring import prometheus_metrics
-from virnucpro.monitoring.gpu_monitor import GpuSample
+from virnucpro.monitoring.gpu_sampler import GpuReading
 from virnucpro.monitoring.prometheus_metrics import register_collector
-from virnucpro.monitoring.telemetry import BatchRecord, TelemetryRecorder
+from virnucpro.monitoring.telemetry import TelemetryRecorder
+
+G1 = group_summary("g1", "w", 0.0, 0.0, (500, 100, 0.25), (900, 0, 1.0), 2.0, 4)
+G2 = group_summary("g2", "w", 2.0, 0.0, (300, 0, 0.5), (700, 100, 1.0), 2.0, 6, oom_splits=1)
 
 
-def batch(model: str, group: str, tokens: int, seconds: float, oom: int = 0) -> BatchRecord:
-    return BatchRecord(
-        "w", 0, group, model, sequences=4, tokens=tokens, token_budget=1000,
-        padded_tokens=1000, seconds=seconds, wait_seconds=0.0, started_at=0.0, oom_splits=oom,
-    )  # fmt: skip
-
-
-class StubMonitor:
-    def sample(self) -> list[GpuSample]:
-        return [
-            GpuSample(0, 2, "NVIDIA H100", "GPU-x", 91.0, 5 * 2**30, 80 * 2**30, 55.0, 300.0,
-                      None, (9, 0), True, 0.0)
-        ]  # fmt: skip
+class StubSampler:
+    def latest(self) -> GpuReading:
+        return GpuReading(5.0, 2, 91.0, 5 * 2**30, 80 * 2**30, 300.0, 55.0)
 
 
 @pytest.fixture
@@ -35,20 +28,21 @@ def registry(monkeypatch: pytest.MonkeyPatch) -> CollectorRegistry:
 
 def test_collector_values(registry: CollectorRegistry, tmp_path) -> None:
     recorder = TelemetryRecorder("w", tmp_path)
-    for record in (
-        batch("esm2", "g1", 900, 1.0),
-        batch("esm2", "g2", 700, 1.0, oom=1),
-        batch("dnabert", "g1", 500, 0.25),
-    ):
-        recorder.record(record)
-    register_collector(StubMonitor(), recorder, registry=registry)
-    assert registry.get_sample_value("virnucpro_gpu_utilisation_percent", {"gpu": "0"}) == 91.0
-    assert registry.get_sample_value("virnucpro_gpu_memory_used_bytes", {"gpu": "0"}) == 5 * 2**30
-    assert registry.get_sample_value("virnucpro_gpu_power_watts", {"gpu": "0"}) == 300.0
-    assert registry.get_sample_value("virnucpro_tokens_per_second", {"model": "esm2"}) == 800.0
-    assert registry.get_sample_value("virnucpro_tokens_per_second", {"model": "dnabert"}) == 2000.0
-    assert registry.get_sample_value("virnucpro_packing_efficiency") == pytest.approx(2100 / 3000)
-    assert registry.get_sample_value("virnucpro_sequences_processed_total") == 12
+    recorder.record(G1)
+    recorder.record(G2)
+    register_collector(StubSampler(), recorder, registry=registry)
+    gpu = {"gpu": "2"}  # the worker's own GPU by its NVML index
+    assert registry.get_sample_value("virnucpro_gpu_utilisation_percent", gpu) == 91.0
+    assert registry.get_sample_value("virnucpro_gpu_memory_used_bytes", gpu) == 5 * 2**30
+    assert registry.get_sample_value("virnucpro_gpu_power_watts", gpu) == 300.0
+    assert registry.get_sample_value("virnucpro_gpu_temperature_celsius", gpu) == 55.0
+    esm, dnabert = {"model": "esm2"}, {"model": "dnabert"}
+    assert registry.get_sample_value("virnucpro_tokens_total", esm) == 1600
+    assert registry.get_sample_value("virnucpro_tokens_total", dnabert) == 800
+    assert registry.get_sample_value("virnucpro_padding_tokens_total", dnabert) == 100
+    assert registry.get_sample_value("virnucpro_compute_seconds_total", dnabert) == 0.75
+    assert registry.get_sample_value("virnucpro_packing_efficiency") == pytest.approx(2400 / 2600)
+    assert registry.get_sample_value("virnucpro_sequences_processed_total") == 10
     assert registry.get_sample_value("virnucpro_groups_done_total") == 2
     assert registry.get_sample_value("virnucpro_oom_splits_total") == 1
 
@@ -56,21 +50,21 @@ def test_collector_values(registry: CollectorRegistry, tmp_path) -> None:
 def test_registration_is_idempotent(registry: CollectorRegistry, tmp_path) -> None:
     first = register_collector(registry=registry)
     recorder = TelemetryRecorder("w", tmp_path)
-    recorder.record(batch("esm2", "g1", 100, 1.0))
+    recorder.record(G1)
     second = register_collector(recorder=recorder, registry=registry)  # no duplicate error
     assert first is second and second.recorder is recorder
     text = generate_latest(registry).decode()
     assert text.count("# TYPE virnucpro_sequences_processed_total counter") == 1
     assert registry.get_sample_value("virnucpro_sequences_processed_total") == 4
-    # Without a GPU monitor the GPU families are present but empty.
+    # Without a GPU sampler the GPU families are present but empty.
     assert "# TYPE virnucpro_gpu_utilisation_percent gauge" in text
-    assert registry.get_sample_value("virnucpro_gpu_utilisation_percent", {"gpu": "0"}) is None
+    assert "virnucpro_gpu_utilisation_percent{" not in text
 
 
 def _record_on_worker(dask_worker: Worker) -> int:
     recorder = dask_worker.plugins[WorkerTelemetryPlugin.name].recorder
-    recorder.record(batch("esm2", "g1", 900, 1.5))
-    return len(recorder.records())
+    recorder.record(G1)
+    return len(recorder.groups())
 
 
 def test_metrics_on_a_real_dask_worker_endpoint(tmp_path) -> None:
@@ -97,7 +91,7 @@ def test_metrics_on_a_real_dask_worker_endpoint(tmp_path) -> None:
         "virnucpro_packing_efficiency",
     ):
         assert f"# TYPE {name} gauge" in worker_text
-    assert 'virnucpro_tokens_per_second{model="esm2"} 600.0' in worker_text
+    assert 'virnucpro_tokens_total{model="esm2"} 900.0' in worker_text
     assert "virnucpro_sequences_processed_total 4.0" in worker_text
     assert "virnucpro_groups_done_total 1.0" in worker_text
     assert "virnucpro_oom_splits_total 0.0" in worker_text

@@ -9,26 +9,24 @@ in shape, so precision beyond a factor of two would be illusory, and the factor 
 over is headroom. The probe takes its step and memory reader as arguments, so the same
 code runs on a GPU with real ones and in CPU tests with fakes.
 
-`memory_pressure` finds, in sampled memory readings of a run, the stretches above the
-same limit, for the run report.
+The limit is the one the run report's memory-pressure events use
+(`monitoring.memory_pressure`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from virnucpro.models.batching import is_out_of_memory
+from virnucpro.monitoring.memory_pressure import MEMORY_LIMIT
 
 log = logging.getLogger(__name__)
 
-# The share of a GPU's memory a step may peak at: the rest absorbs steps whose shapes
-# differ from the probe's, allocator fragmentation and whatever else starts on the GPU.
-MEMORY_LIMIT = 0.9
 
 StepRunner = Callable[[int], object]  # runs one synthetic step of that many tokens
 # Peak bytes in use on the device since the previous call, and its total bytes.
@@ -184,40 +182,3 @@ def choose_token_budget(
     level = logging.INFO if choice.fits else logging.WARNING
     log.log(level, "%s token budget on %s: %s", search.engine, device, choice.describe())
     return choice
-
-
-@dataclass(frozen=True)
-class PressureInterval:
-    """A stretch of consecutive readings above the threshold."""
-
-    start: float  # time of its first reading above
-    end: float  # time of its last reading above (= start for a single reading)
-    peak_fraction: float  # highest used / total within it
-
-
-def memory_pressure(
-    samples: Iterable[tuple[float, int, int]], threshold: float = MEMORY_LIMIT
-) -> list[PressureInterval]:
-    """Stretches where memory use was above `threshold` of the total, in time order.
-
-    `samples` are `(time, used bytes, total bytes)` readings of one GPU, in any order;
-    readings with no total (unreadable) are skipped. Use strictly above the threshold
-    counts; a reading at or below it ends a stretch.
-    """
-    intervals: list[PressureInterval] = []
-    current: PressureInterval | None = None
-    for when, used, total in sorted(samples):
-        if total <= 0:
-            continue
-        fraction = used / total
-        if fraction <= threshold:
-            if current is not None:
-                intervals.append(current)
-            current = None
-        elif current is None:
-            current = PressureInterval(when, when, fraction)
-        else:
-            current = PressureInterval(current.start, when, max(current.peak_fraction, fraction))
-    if current is not None:
-        intervals.append(current)
-    return intervals

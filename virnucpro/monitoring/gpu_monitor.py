@@ -1,9 +1,8 @@
 """What the GPUs are doing right now, read through NVML.
 
-The telemetry recorder, the terminal dashboard and the Prometheus collector all ask
-for GPU state, sometimes from different threads and several times a second; one
-`GpuMonitor` per process answers them all from a short-lived cache so NVML is queried
-at most once per `max_age` seconds.
+Each worker's GPU sampler (`gpu_sampler`), the flow's terminal view and the cluster
+set-up ask for GPU state, sometimes from different threads; a `GpuMonitor` answers
+from a short-lived cache so NVML is queried at most once per `max_age` seconds.
 
 On a machine without NVML (CPU-only laptops, CI) the monitor is simply unavailable:
 `sample()` returns an empty list and one debug line is logged, nothing more, so
@@ -159,7 +158,8 @@ class GpuMonitor:
             return DriverInfo(driver, f"{cuda // 1000}.{cuda % 1000 // 10}")
 
     def close(self) -> None:
-        """Release NVML (reference-counted by NVML, so other users are unaffected)."""
+        """Release NVML (reference-counted by NVML, so other users are unaffected); the
+        sampler does when its worker shuts down."""
         with self._lock:
             if self._initialised:
                 pynvml.nvmlShutdown()

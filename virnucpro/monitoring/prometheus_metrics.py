@@ -5,9 +5,11 @@ prometheus_client's process-wide default REGISTRY. Registering one extra collect
 that registry puts `virnucpro_*` metrics next to Dask's own, so one Prometheus scrape
 config (dashboards/README.md) covers both and no extra port is opened.
 
-The collector reads live values when scraped (pull, not push): GPU gauges from the
-process's `GpuMonitor` (cached, so frequent scrapes cost nothing), throughput and
-counters from the worker's `TelemetryRecorder`.
+The collector reads live values when scraped (pull, not push): the worker's own GPU
+from its `GpuSampler`'s latest reading (labelled with the GPU's NVML index, unique on
+the machine), and counters from its `TelemetryRecorder`. Throughput is not a gauge
+here: Grafana takes `rate()` of the token counters, i.e. tokens per wall-clock
+second, the report's definition (`run_telemetry`) over a sliding window.
 
 The Dask worker plugin that installs it on every worker lives in
 `tasks/worker_telemetry.py`: the library does not know Dask.
@@ -15,100 +17,81 @@ The Dask worker plugin that installs it on every worker lives in
 
 from __future__ import annotations
 
-import logging
 import threading
-from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import REGISTRY
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from virnucpro.monitoring.gpu_monitor import GpuMonitor
-from virnucpro.monitoring.telemetry import BatchRecord, TelemetryRecorder
+from virnucpro.monitoring.gpu_sampler import GpuSampler
+from virnucpro.monitoring.run_telemetry import packing_efficiency
+from virnucpro.monitoring.telemetry import MODELS, TelemetryRecorder
 
-logger = logging.getLogger(__name__)
-
-# Throughput gauges average over each model's latest batches: one batch is too noisy,
-# the whole run too slow to show a slowdown.
-RECENT_BATCHES = 10
-
-
-def _recent_by_model(records: list[BatchRecord]) -> dict[str, list[BatchRecord]]:
-    by_model: dict[str, list[BatchRecord]] = defaultdict(list)
-    for record in records:
-        by_model[record.model].append(record)
-    return {model: rs[-RECENT_BATCHES:] for model, rs in by_model.items()}
+GPU_GAUGES = {
+    "utilisation_percent": "GPU compute utilisation (%)",
+    "memory_used_bytes": "GPU memory in use (bytes)",
+    "memory_total_bytes": "GPU memory size (bytes)",
+    "temperature_celsius": "GPU temperature (°C)",
+    "power_watts": "GPU power draw (W)",
+}
+MODEL_COUNTERS = {  # metric name: (BatchRecord attribute, documentation)
+    "tokens": ("tokens", "Real tokens computed, by model"),
+    "padding_tokens": ("padding_tokens", "Padding tokens computed to fill steps, by model"),
+    "compute_seconds": ("seconds", "Seconds of compute, by model"),
+}
 
 
 class VirnucproCollector:
     """A prometheus_client custom collector; its sources can be swapped while registered."""
 
     def __init__(
-        self, monitor: GpuMonitor | None = None, recorder: TelemetryRecorder | None = None
+        self, sampler: GpuSampler | None = None, recorder: TelemetryRecorder | None = None
     ) -> None:
-        self.monitor = monitor
+        self.sampler = sampler
         self.recorder = recorder
 
     def collect(self) -> Iterator[Metric]:
         yield from self._gpu_metrics()
-        yield from self._throughput_metrics()
+        yield from self._work_metrics()
 
     def _gpu_metrics(self) -> Iterator[Metric]:
-        gauges = {
-            "utilisation_percent": ("GPU compute utilisation (%)", "utilisation_percent"),
-            "memory_used_bytes": ("GPU memory in use (bytes)", "memory_used_bytes"),
-            "memory_total_bytes": ("GPU memory size (bytes)", "memory_total_bytes"),
-            "temperature_celsius": ("GPU temperature (°C)", "temperature_celsius"),
-            "power_watts": ("GPU power draw (W)", "power_watts"),
-        }
-        samples = self.monitor.sample() if self.monitor else []
-        for suffix, (documentation, attribute) in gauges.items():
-            family = GaugeMetricFamily(f"virnucpro_gpu_{suffix}", documentation, labels=["gpu"])
-            for sample in samples:
-                value = getattr(sample, attribute)
-                if value is not None:
-                    family.add_metric([str(sample.index)], value)
+        reading = self.sampler.latest() if self.sampler else None
+        for attribute, documentation in GPU_GAUGES.items():
+            family = GaugeMetricFamily(f"virnucpro_gpu_{attribute}", documentation, labels=["gpu"])
+            value = getattr(reading, attribute) if reading else None
+            if value is not None:
+                family.add_metric([str(reading.gpu)], value)
             yield family
 
-    def _throughput_metrics(self) -> Iterator[Metric]:
-        records = self.recorder.records() if self.recorder else []
-        recent = _recent_by_model(records)
-        tokens_per_second = GaugeMetricFamily(
-            "virnucpro_tokens_per_second",
-            f"Real tokens per forward-pass second over the last {RECENT_BATCHES} batches",
-            labels=["model"],
-        )
-        for model, batches in sorted(recent.items()):
-            seconds = sum(r.seconds for r in batches)
-            rate = sum(r.tokens for r in batches) / seconds if seconds > 0 else 0.0
-            tokens_per_second.add_metric([model], rate)
-        yield tokens_per_second
-
+    def _work_metrics(self) -> Iterator[Metric]:
+        batches = self.recorder.batches() if self.recorder else []
+        for name, (attribute, documentation) in MODEL_COUNTERS.items():
+            family = CounterMetricFamily(f"virnucpro_{name}", documentation, labels=["model"])
+            for model in MODELS:
+                total = sum(getattr(b, attribute) for b in batches if b.model == model)
+                family.add_metric([model], total)
+            yield family
         packing = GaugeMetricFamily(
             "virnucpro_packing_efficiency",
-            f"Real tokens over token budget, last {RECENT_BATCHES} batches of all models",
+            "Real tokens over all tokens computed (padding included), this worker's run so far",
         )
-        latest = [r for batches in recent.values() for r in batches]
-        budget = sum(r.token_budget for r in latest)
-        if budget > 0:
-            packing.add_metric([], sum(r.tokens for r in latest) / budget)
+        if (efficiency := packing_efficiency(batches)) is not None:
+            packing.add_metric([], efficiency)
         yield packing
-
+        groups = self.recorder.groups() if self.recorder else []
         yield CounterMetricFamily(
             "virnucpro_sequences_processed",
-            "Sequences embedded on this worker",
-            value=sum(r.sequences for r in records),
+            "Frames embedded and classified on this worker",
+            value=sum(g.frames for g in groups),
         )
         yield CounterMetricFamily(
-            "virnucpro_groups_done",
-            "Groups this worker has embedded batches for",
-            value=len({r.group_id for r in records}),
+            "virnucpro_groups_done", "Groups this worker computed", value=len(groups)
         )
         yield CounterMetricFamily(
             "virnucpro_oom_splits",
             "Batches split in two after a CUDA out-of-memory error",
-            value=sum(r.oom_splits for r in records),
+            value=sum(b.oom_splits for b in batches),
         )
 
 
@@ -117,7 +100,7 @@ _lock = threading.Lock()
 
 
 def register_collector(
-    monitor: GpuMonitor | None = None,
+    sampler: GpuSampler | None = None,
     recorder: TelemetryRecorder | None = None,
     registry: Any = None,
 ) -> VirnucproCollector:
@@ -130,11 +113,11 @@ def register_collector(
     global _collector
     with _lock:
         if _collector is None:
-            _collector = VirnucproCollector(monitor, recorder)
+            _collector = VirnucproCollector(sampler, recorder)
             (registry or REGISTRY).register(_collector)
         else:
-            if monitor is not None:
-                _collector.monitor = monitor
+            if sampler is not None:
+                _collector.sampler = sampler
             if recorder is not None:
                 _collector.recorder = recorder
         return _collector

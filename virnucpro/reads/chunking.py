@@ -47,4 +47,3 @@ def chunk_reads(read_lengths: np.ndarray, chunk_length: int) -> Chunks:
     start = m * chunk_length - ((lo + 1) * np.minimum(m, nd) + lo * np.maximum(0, m - nd))
     end = np.minimum(start + chunk_length, lengths[read])
     return Chunks(read, m + 1, start, end)
-

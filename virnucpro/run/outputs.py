@@ -5,20 +5,25 @@ Original formats (SPEC §5), which users' scripts parse:
   score2` (tab-separated); score1 = P(others), score2 = P(virus). Prediction is
   `virus` only when P(virus) > P(others): the original took `torch.max(outputs, 1)`,
   which returns index 0 (`others`) on a tie. Scores are written as the original wrote
-  float32 probabilities turned into Python floats (`tensor.tolist()`): the shortest
-  repr of the float64 equal to the float32 value, e.g. `0.7310585975646973`.
+  them, `str()` of each float32 of a NumPy row: the shortest text that reads back as
+  that float32, e.g. `0.26894143` and `0.7310586`.
 - `prediction_results_highestscore.csv` (tab-separated despite the name): one row per
   chunk with a kept frame, `Modified_ID Is_Virus`, Modified_ID = frame id minus its
   2-character frame suffix, Is_Virus = max(score2) ≥ max(score1) over the chunk's
-  frames, rows sorted by Modified_ID.
+  frames, rows sorted by Modified_ID. (The original compares the scores it read back
+  from its text file; a float32's shortest text orders and ties exactly as the float32
+  does, so comparing the float32 values gives the same answer.)
 
 The original says nothing about chunks without a kept frame and gives no verdict per
 read, so we add:
 - `read_verdicts.tsv`: every input read, with `virus` if any of its chunks has
   Is_Virus True, `others` if at least one chunk was classified and none is virus, and
-  `unclassified` if no chunk got a score;
+  `unclassified` if no chunk got a score; `max_p_virus` is the highest P(virus) of
+  any of its frames, for ranking reads, not for the verdict (a chunk is virus only when
+  its best P(virus) reaches its best P(others), so 0.51 can be `others`);
 - `unclassified.tsv`: every chunk that got no score, with the reason from the ledger.
-Each table is also written as Parquet next to the text file.
+Each of these four tables is also written as Parquet next to the text file; every file
+is written to a temporary name and renamed, so a file that exists is complete.
 
 The ledger (from read preparation, `virnucpro.reads.ledger`) has one row per chunk, given as a
 DataFrame or as `LedgerRow`s, with at least `read_id`, `read_length`, `chunk_id`,
@@ -35,7 +40,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
+from virnucpro.atomic_write import write_parquet, write_text
 from virnucpro.errors import FeatureError
 from virnucpro.reads.ledger import COLUMNS, LedgerRow
 from virnucpro.reads.translation import FRAME_SUFFIXES, STATUS_OK
@@ -71,17 +78,12 @@ class OutputPaths:
     unclassified: WrittenTable
 
 
-def score_text(probability: float) -> str:
-    """The original's rendering of a float32 probability (repr of its exact float64)."""
-    return score_texts(np.array([probability]))[0]
-
-
 def score_texts(probabilities: np.ndarray) -> list[str]:
-    """`score_text` for a whole column at once (one C-level conversion instead of a
-    NumPy scalar per value); NaN (a read without any score) is left empty."""
-    exact = np.asarray(probabilities, dtype=np.float32).astype(np.float64)
-    texts = list(map(repr, exact.tolist()))
-    for missing in np.flatnonzero(np.isnan(exact)):
+    """The original's rendering of float32 probabilities: `str()` of each NumPy float32
+    (shortest round-trip text). NaN (a read without any score) is left empty."""
+    values = np.asarray(probabilities, dtype=np.float32)
+    texts = list(map(str, values))
+    for missing in np.flatnonzero(np.isnan(values)):
         texts[missing] = ""
     return texts
 
@@ -203,9 +205,9 @@ def _write(table: pd.DataFrame, path: Path, score_columns: list[str]) -> Written
     text = table.copy()
     for column in score_columns:
         text[column] = score_texts(table[column].to_numpy())
-    text.to_csv(path, sep="\t", index=False, lineterminator="\n")
+    write_text(path, text.to_csv(sep="\t", index=False, lineterminator="\n"))
     parquet = path.with_suffix(".parquet")
-    table.to_parquet(parquet, index=False)
+    write_parquet(pa.Table.from_pandas(table, preserve_index=False), parquet)
     return WrittenTable(text=path, parquet=parquet)
 
 

@@ -9,14 +9,13 @@
 Every worker advertises one `GPU` resource and runs one task thread, so a GPU runs one
 group at a time. A local cluster's dashboard also serves our page (`tasks.dask_page`).
 Workers inherit this process's environment at start, which is how they learn the run's
-Prefect API URL (see `ensure_prefect_api`).
+Prefect API URL (see `tasks.local_api`).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import logging
-import os
 import uuid
 from pathlib import Path
 
@@ -144,6 +143,7 @@ def task_runner(cluster: ClusterConfig, performance_report: Path | None = None) 
         "threads_per_worker": 1,
         "resources": {GPU_RESOURCE: 1},
         "dashboard_address": ":8787",
+        "preload": ["tasks.worker_setup"],  # interrupts stop workers fast and quietly
     }
     gpus = local_gpus(cluster)
     if gpus:
@@ -162,25 +162,3 @@ def task_runner(cluster: ClusterConfig, performance_report: Path | None = None) 
         cluster_kwargs={**common, "n_workers": cluster.cpu_workers, "processes": True},
         performance_report_path=report,
     )
-
-
-def ensure_prefect_api() -> str | None:
-    """Give the whole run one Prefect API.
-
-    With no `PREFECT_API_URL` configured, Prefect would start a temporary server in
-    this process and another in every Dask worker, each with its own database, so
-    task runs would not show up together. Start one here and export its URL so the
-    workers (started later, inheriting the environment) report to it. Returns the URL
-    started, or None when one was configured already.
-    """
-    from prefect.server.api.server import SubprocessASGIServer
-    from prefect.settings import PREFECT_API_URL
-
-    if PREFECT_API_URL.value():
-        return None
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    server = SubprocessASGIServer()
-    server.start()
-    os.environ["PREFECT_API_URL"] = server.api_url
-    log.info("started a local Prefect API for this run at %s", server.api_url)
-    return server.api_url

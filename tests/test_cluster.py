@@ -99,3 +99,34 @@ def test_the_local_cuda_cluster_gives_each_worker_its_own_gpu(monkeypatch):
     assert len(seen) == len(gpus)
     assert len({uuids[0] for uuids in seen.values()}) == len(gpus)  # each its own first GPU
     assert all(w["resources"] == {GPU_RESOURCE: 1} and w["nthreads"] == 1 for w in info)
+
+
+def test_local_workers_stop_at_once_when_their_task_is_abandoned(monkeypatch):
+    """The local cluster's workers (`tasks.worker_setup`) leave the flow's session, so a
+    Ctrl-C reaches only the flow, and closing the cluster under a running task (the run
+    was stopped) ends them at once instead of waiting for the task or the nanny's kill."""
+    import os
+
+    from distributed import Client
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    runner = task_runner(ClusterConfig(cpu_workers=1))
+    cluster = LocalCluster(**{**runner.cluster_kwargs, "dashboard_address": ":0"})
+    client = Client(cluster)
+    try:
+        sessions = client.run(os.getsid, 0)
+        assert os.getsid(0) not in sessions.values()
+        running = client.submit(time.sleep, 120, resources={GPU_RESOURCE: 1})
+        deadline = time.monotonic() + 60
+        while not any(client.run(lambda dask_worker: len(dask_worker.active_threads)).values()):
+            assert time.monotonic() < deadline, "the task never started"
+            time.sleep(0.05)
+        (worker_pid,) = client.run(os.getpid).values()
+        del running
+    finally:
+        closing = time.monotonic()
+        client.close()
+        cluster.close()
+    assert time.monotonic() - closing < 3  # the nanny alone would wait 4 s, then kill
+    with pytest.raises(ProcessLookupError):
+        os.kill(worker_pid, 0)

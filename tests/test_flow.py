@@ -12,8 +12,11 @@ from __future__ import annotations
 import contextvars
 import json
 import os
+import re
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, datetime
@@ -33,12 +36,14 @@ from virnucpro.demo_models.random_models import (
     write_demo_classifier,
     write_demo_models,
 )
+from virnucpro.errors import VirNucProError
 from virnucpro.run import pipeline
 from virnucpro.run.config import ModelConfig, PredictConfig
 from virnucpro.run.fingerprint import run_fingerprint
 from virnucpro.run.group_inference import result_path, run_group
 from virnucpro.run.planning import MIN_GROUPS
 
+ROOT = Path(__file__).resolve().parents[1]
 WORKERS = 2
 GROUPS = MIN_GROUPS  # 902 frames are far fewer tokens than one group's worth
 TEXT_OUTPUTS = (
@@ -335,3 +340,153 @@ def test_run_publishes_progress_report_and_tables(clean_flow_run):
     log_lines = (out_dir / "throughput_log.csv").read_text().splitlines()
     assert log_lines[0].startswith("time,worker,gpu")
     assert len(log_lines) == 1 + GROUPS
+
+
+def test_work_of_other_runs_is_removed_at_the_end_unless_kept(
+    clean_flow_run, clean_outputs, reads, models, tmp_path
+):
+    """Group files no longer planned and results of other models or precisions go at the
+    end of a successful run; `keep_work` keeps them. This run's own results stay."""
+    out_dir = tmp_path / "out"
+    shutil.copytree(clean_flow_run[0], out_dir)
+    work = out_dir / ".virnucpro-work"
+    (fingerprint,) = [p.name for p in (work / "results").iterdir()]
+    stale = [work / "results" / "0123456789abcdef" / "g0000-000000000000.parquet"]
+    stale.append(work / "groups" / "g0099-000000000000.parquet")
+    for path in stale:
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"from an earlier run")
+
+    summary = predict(**flow_parameters(reads, models, out_dir, keep_work=True))
+    assert summary["groups_skipped"] == GROUPS
+    assert all(path.exists() for path in stale)
+
+    summary = predict(**flow_parameters(reads, models, out_dir))
+    assert summary["groups_skipped"] == GROUPS
+    assert not any(path.exists() for path in stale)
+    assert not stale[0].parent.exists()
+    assert len(list((work / "results" / fingerprint).glob("*.parquet"))) == GROUPS
+    assert text_outputs(out_dir) == clean_outputs
+
+
+def test_an_unknown_precision_is_refused_before_any_work(prefect_api, reads, models, tmp_path):
+    """What argparse refuses on the command line, the flow refuses when called directly
+    (a deployment's parameters): nothing is prepared."""
+    with pytest.raises(VirNucProError, match=r"--precision bf17: not a precision"):
+        predict(**flow_parameters(reads, models, tmp_path, precision="bf17"))
+    assert list(tmp_path.iterdir()) == []
+
+
+def flow_command(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """`flows/predict.py` as a user runs it, with no Prefect API configured."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "flows" / "predict.py"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture(scope="module")
+def user_error_files(tmp_path_factory, reads, models) -> Path:
+    """A directory with good and bad inputs for the command line."""
+    here = tmp_path_factory.mktemp("user-errors")
+    shutil.copy(reads, here / "reads.fa")
+    (here / "notes.fa").write_text("# not FASTA\n")
+    (here / "bad.fa").write_bytes(reads.read_bytes() + b">odd one\nACGTXACGT\n")
+    return here
+
+
+def user_error_cases(models: GeneratedModels) -> dict[str, tuple[list[str], str]]:
+    good_models = ["--esm-model", str(models.esm), "--dnabert-model", str(models.dnabert)]
+    good = ["--classifier", str(models.classifier), *good_models, "--trust-remote-code"]
+    return {
+        "missing input": (["missing.fa", *good], r"missing\.fa: no such file"),
+        "not FASTA": (["notes.fa", *good], r"notes\.fa: not FASTA: the first line"),
+        "missing classifier": (
+            ["reads.fa", "--classifier", "nope.pth", *good_models, "--trust-remote-code"],
+            r"nope\.pth: classifier file not found",
+        ),
+        "mistyped model directory": (
+            ["reads.fa", *good[:4], "--dnabert-model", "./dnabert_tset"],
+            r"\./dnabert_tset: no such directory",
+        ),
+        "unknown precision": (
+            ["reads.fa", *good, "--precision", "bf17"],
+            r"argument --precision: invalid choice: 'bf17'",
+        ),
+        "missing option": (["reads.fa"], r"the following arguments are required: --classifier"),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing input",
+        "not FASTA",
+        "missing classifier",
+        "mistyped model directory",
+        "unknown precision",
+        "missing option",
+    ],
+)
+def test_user_errors_are_one_line_before_anything_starts(case, user_error_files, models):
+    args, problem = user_error_cases(models)[case]
+
+    done = flow_command(*args, cwd=user_error_files)
+
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == ""
+    (line,) = done.stderr.splitlines()  # no traceback, no Prefect line: nothing started
+    assert line.startswith(("virnucpro: error: ", "flows/predict.py: error: "))
+    assert re.search(problem, line), line
+
+
+def test_verbose_shows_a_user_errors_traceback(user_error_files, models):
+    args, problem = user_error_cases(models)["missing input"]
+
+    done = flow_command(*args, "--verbose", cwd=user_error_files)
+
+    assert done.returncode == 2
+    assert "Traceback (most recent call last)" in done.stderr
+    assert re.search(problem, done.stderr.splitlines()[-1])
+
+
+def test_a_bad_record_found_while_preparing_is_one_error_line(user_error_files, models):
+    """Found inside the run (reading the whole input takes the preparation itself):
+    still one error line, naming file and record, and no traceback."""
+    args, _ = user_error_cases(models)["missing input"]
+
+    done = flow_command("bad.fa", *args[1:], cwd=user_error_files)
+
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and "Crash" not in done.stderr, done.stderr
+    errors = [line for line in done.stderr.splitlines() if "error" in line.lower()]
+    assert errors == [
+        "virnucpro: error: bad.fa: record 401 (odd): character 'X' at position 5 "
+        "is not a nucleotide code"
+    ], done.stderr
+
+
+def test_help_is_quick_without_prefect_dask_or_torch():
+    """`flows/predict.py --help` under 2 s: the command line imports the flow (Prefect,
+    Dask) only once its arguments and inputs are checked."""
+    script = str(ROOT / "flows" / "predict.py")
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", script, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0 and "--cpu-workers" in done.stdout, done.stderr
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in done.stderr.splitlines()}
+    assert not imported & {"prefect", "dask", "distributed", "torch", "pandas"}
+    seconds = []
+    for _ in range(3):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, script, "--help"], check=True, capture_output=True)
+        seconds.append(time.perf_counter() - started)
+    assert min(seconds) < 2

@@ -1,7 +1,11 @@
+import gzip
+import io
 import os
+import pickle
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import original_prepare
@@ -13,6 +17,7 @@ from hypothesis import strategies as st
 
 from virnucpro.cli import main
 from virnucpro.errors import InputError
+from virnucpro.reads.fasta import FastaReader, RecordBlock, parse_block
 from virnucpro.reads.ledger import COLUMNS, STATUS_EMPTY_READ
 from virnucpro.reads.preparation import output_paths, prepare_reads
 
@@ -190,3 +195,69 @@ def test_cli_shows_a_progress_bar_on_a_terminal(reference_dir, tmp_path):
     assert "preparing reads_public.fa" in text
     assert re.search(r"(\d+\.\d) ?/ ?\1 kB", text)  # the bar reaches the file's size
     assert "400 reads (0 empty)" in text
+
+
+HEAVY_MODULES = ("torch", "prefect", "distributed", "pandas", "transformers", "rich")
+
+
+def imported_modules(argv: list[str]) -> set[str]:
+    """Top-level packages a Python command imports (from `-X importtime`)."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", *argv], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return {line.split("|")[-1].strip().split(".")[0] for line in done.stderr.splitlines()}
+
+
+def best_of_three(argv: list[str]) -> float:
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        subprocess.run(argv, check=True, capture_output=True, timeout=60)
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def test_cli_help_is_instant():
+    """`virnucpro --help` under 0.5 s: the heavy libraries are imported where used."""
+    assert not imported_modules(["-m", "virnucpro.cli", "--help"]) & set(HEAVY_MODULES)
+    virnucpro = str(Path(sys.executable).parent / "virnucpro")
+    assert best_of_three([virnucpro, "--help"]) < 0.5
+
+
+def test_cli_prepare_imports_only_what_it_uses(reference_dir, tmp_path):
+    reads = str(reference_dir / "reads_public.fa")
+    argv = ["-m", "virnucpro.cli", "prepare", reads, "--chunk-length", "300", "--out"]
+    assert not imported_modules([*argv, str(tmp_path)]) & {*HEAVY_MODULES, "Bio"}
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(alphabet="ACGTNx> \n\t\xa0\r", max_size=60))
+def test_blocks_parse_as_the_original_parser_reads(text):
+    """Preparation splits records itself (fast); Biopython's parser, which the original
+    tool uses, is the oracle: same records, and a refusal exactly when it would refuse."""
+    block = RecordBlock(Path("x.fa"), 0, text.encode("latin-1"))
+    try:
+        got = [(read.id, read.sequence) for read in parse_block(block)]
+    except InputError:
+        got = None
+    normalised = text.replace("\r\n", "\n").replace("\r", "\n")
+    records = list(SimpleFastaParser(io.StringIO(normalised)))
+    ids = [title.split(None, 1)[0] if title.strip() else "" for title, _ in records]
+    valid = all(ids) and all(re.fullmatch("[ACGTN]*", seq) for _, seq in records)
+    assert got == ([(i, seq) for i, (_, seq) in zip(ids, records, strict=True)] if valid else None)
+
+
+def test_blocks_of_a_plain_file_travel_as_their_place(reference_dir, tmp_path):
+    """A block sent to a worker pickles as (file, offset, length) for a plain file, as
+    bytes for gzip, and arrives the same either way."""
+    plain = reference_dir / "reads_public.fa"
+    packed = tmp_path / "reads.fa.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    for path, small in ((plain, True), (packed, False)):
+        blocks = list(FastaReader(path).blocks(block_bytes=20_000))
+        assert len(blocks) > 3
+        for block in blocks:
+            sent = pickle.dumps(block)
+            assert (len(sent) < 500) == small
+            assert pickle.loads(sent) == block

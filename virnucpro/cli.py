@@ -8,24 +8,35 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from virnucpro.errors import VirNucProError
 from virnucpro.run.arguments import add_options
 from virnucpro.run.config import ModelConfig, PredictConfig
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with one-line errors: `prog: error: problem (--help for usage)`, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (--help for usage)\n")
+
+
 def _progress_bar(label: str) -> tuple[Any, Callable[[int, int], None] | None]:
-    """A rich progress bar on a terminal; nothing when output is piped or logged."""
+    """A rich progress bar on a terminal; nothing when output is piped or logged (rich,
+    20 ms of imports, is then not imported at all)."""
+    if not sys.stderr.isatty():
+        return None, None
     from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
     stderr = Console(stderr=True)
-    if not stderr.is_terminal:
-        return None, None
     bar = Progress(
         f"[bold]{label}",
         BarColumn(),
@@ -108,10 +119,12 @@ MODEL_OPTIONS = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="virnucpro", description="Find viral sequences in sequencing reads."
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log progress details; tracebacks"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     prepare = commands.add_parser(
@@ -142,17 +155,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def user_error(error: BaseException, verbose: bool) -> int:
+    """Report an error the user can act on: one line (after its traceback if
+    `verbose`); the exit status of a usage error."""
+    if verbose:
+        traceback.print_exception(error)
+    print(f"virnucpro: error: {error}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:  # model loading and saving draw bars nobody acts on
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         args.run(args)
     except VirNucProError as error:
-        print(f"virnucpro: error: {error}", file=sys.stderr)
-        return 2
+        return user_error(error, args.verbose)
+    except KeyboardInterrupt:
+        print(
+            "virnucpro: interrupted; finished groups are kept, rerun the same command to resume",
+            file=sys.stderr,
+        )
+        return 128 + signal.SIGINT
     return 0
 
 

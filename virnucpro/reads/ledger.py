@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import NamedTuple, get_type_hints
+from typing import TYPE_CHECKING, NamedTuple, get_type_hints
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Status of a read with an empty sequence: it has no chunk at all.
 STATUS_EMPTY_READ = "empty_read"
@@ -58,7 +59,11 @@ def format_row(row: LedgerRow) -> str:
 
 
 def read_ledger_table(path: Path) -> pd.DataFrame:
-    """The ledger as a DataFrame: the one parser of the format (millions of rows)."""
+    """The ledger as a DataFrame: the one parser of the format (millions of rows).
+    pandas is imported here, not with the module: preparation writes ledgers without
+    it, and a short `virnucpro prepare` would spend a third of its time importing it."""
+    import pandas as pd
+
     table = pd.read_csv(
         path,
         sep="\t",

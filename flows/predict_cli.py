@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from virnucpro.cli import MODEL_OPTIONS, ArgumentParser, user_error
 from virnucpro.errors import VirNucProError
-from virnucpro.models.precision import PRECISIONS
 from virnucpro.reads.fasta import FastaReader, find_fasta_files
 from virnucpro.run.arguments import add_options
+from virnucpro.run.checks import check_inputs
 from virnucpro.run.config import ClusterConfig, ModelConfig, PredictConfig
 
 if TYPE_CHECKING:
@@ -63,13 +63,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def run_config(parameters: Mapping[str, Any]) -> tuple[PredictConfig, ClusterConfig]:
     """The run's configuration from the flow's parameters, checked before any work:
     the precision, the inputs (readable FASTA) and the models (resolved to local paths,
-    downloading once what is missing: `pipeline.check_inputs`). What a user can get
+    downloading once what is missing: `checks.check_inputs`). What a user can get
     wrong fails here, as a `VirNucProError` naming the option or file."""
     p = parameters
-    if p["precision"] not in PRECISIONS:
-        raise VirNucProError(
-            f"--precision {p['precision']}: not a precision (choose from {', '.join(PRECISIONS)})"
-        )
     cluster = ClusterConfig(
         p["scheduler_address"], tuple(p["gpus"]) if p["gpus"] else None, p["cpu_workers"]
     )
@@ -95,9 +91,7 @@ def run_config(parameters: Mapping[str, Any]) -> tuple[PredictConfig, ClusterCon
     )
     for path in config.reads:
         check_fasta(path)
-    from virnucpro.run import pipeline  # imports torch: after the quick checks
-
-    return pipeline.check_inputs(config), cluster
+    return check_inputs(config), cluster
 
 
 def check_fasta(path: Path) -> None:

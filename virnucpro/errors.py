@@ -15,3 +15,7 @@ class CheckpointError(VirNucProError):
 
 class FeatureError(VirNucProError):
     """Embeddings or predictions do not line up (missing frame, wrong dimension)."""
+
+
+class OptionError(VirNucProError):
+    """A run option has a value it cannot take."""

@@ -38,6 +38,7 @@ import logging
 import random
 import sys
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,7 +173,10 @@ def load_dnabert(
     remote = check_remote_code(Path(model), trust_remote_code)
     torch_device = resolve_device(device)
     dtype = resolve_dtype(precision, torch_device)
-    with _remote_code_compat() if remote else contextlib.nullcontext():
+    with _remote_code_compat() if remote else contextlib.nullcontext(), warnings.catch_warnings():
+        # The remote code warns that it falls back to PyTorch attention without Triton;
+        # we turn its Triton kernel off anyway (`force_pytorch_attention`).
+        warnings.filterwarnings("ignore", message="Unable to import Triton")
         tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
         config = AutoConfig.from_pretrained(model, trust_remote_code=trust_remote_code)
         if not hasattr(config, "pad_token_id"):

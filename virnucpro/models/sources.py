@@ -21,8 +21,6 @@ import json
 import logging
 import os
 import shutil
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -86,6 +84,8 @@ def esm_cache_file(name: str, model_cache: Path | None = None) -> Path:
 def _download(url: str, target: Path, name: str) -> None:
     """Fetch `url` to `target` through a temporary file, failing within NETWORK_TIMEOUT
     of silence with one line on what to do instead."""
+    import urllib.request  # here: every `virnucpro` start would pay for it
+
     log.info("downloading %s to %s", url, target)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from virnucpro.errors import OptionError
 from virnucpro.models.precision import PRECISIONS, Precision
 from virnucpro.models.sources import DNABERT_S, ESM2_3B
 from virnucpro.reads.chunking import CHUNK_LENGTHS
@@ -55,6 +56,14 @@ class ModelConfig:
         "DNABERT-S padded tokens per step (default: auto, sized on each GPU from its free "
         "memory by a short probe; 32768 on the CPU)",
     )
+
+    def __post_init__(self) -> None:
+        # The command lines check choices; callers from Python or a deployment do not.
+        if self.precision not in PRECISIONS:
+            raise OptionError(
+                f"--precision {self.precision}: not a precision "
+                f"(choose from {', '.join(PRECISIONS)})"
+            )
 
 
 @dataclass(frozen=True)

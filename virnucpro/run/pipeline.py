@@ -13,11 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from virnucpro.errors import CheckpointError, InputError
-from virnucpro.models import sources
-from virnucpro.reads.fasta import fasta_stem
 from virnucpro.reads.preparation import PreparedFiles, prepare_reads
 from virnucpro.run.assembly import InputResult, assemble_outputs
+from virnucpro.run.checks import check_inputs, input_out_dir
 from virnucpro.run.config import PredictConfig
 from virnucpro.run.group_inference import GroupSummary, read_scores, run_group
 from virnucpro.run.planning import Group, plan_groups, read_frames
@@ -29,37 +27,6 @@ log = logging.getLogger(__name__)
 class RunResult:
     inputs: list[InputResult]
     groups: list[GroupSummary]
-
-
-def input_out_dir(config: PredictConfig, reads: Path) -> Path:
-    """Each input's prepared files and results go to `<out_dir>/<stem>/`."""
-    return config.out_dir / fasta_stem(reads)
-
-
-def check_inputs(config: PredictConfig) -> PredictConfig:
-    """Before any work: refuse inputs whose outputs would collide (same stem), and
-    resolve every model to a local path (downloading what is missing, once, here), so
-    a typo or a missing network costs seconds, not a preparation and a cluster start,
-    and workers only read local files. Returns the config with those paths."""
-    models = config.models
-    if not Path(models.classifier).is_file():
-        raise CheckpointError(f"{models.classifier}: classifier file not found")
-    dnabert = sources.resolve_dnabert(
-        models.dnabert_model, models.dnabert_revision, models.model_cache
-    )
-    sources.check_remote_code(dnabert, models.trust_remote_code)
-    esm = sources.resolve_esm(models.esm_model, models.model_cache)
-    stems: dict[str, Path] = {}
-    for path in config.reads:
-        stem = fasta_stem(path)
-        if stem in stems:
-            raise InputError(
-                f"{path} and {stems[stem]} would both write to {config.out_dir / stem}: "
-                "rename one of them"
-            )
-        stems[stem] = path
-    resolved = replace(models, esm_model=str(esm), dnabert_model=str(dnabert))
-    return replace(config, models=resolved)
 
 
 def prepare_input(config: PredictConfig, reads: Path) -> PreparedFiles:

@@ -1,4 +1,4 @@
-"""What a run refuses before doing any work (the library path; the flow calls the same check)."""
+"""What a run refuses before doing any work (the flow and the library run the same check)."""
 
 import dataclasses
 import os
@@ -9,6 +9,7 @@ import pytest
 from virnucpro.demo_models.random_models import write_demo_models
 from virnucpro.errors import CheckpointError, InputError
 from virnucpro.run import pipeline
+from virnucpro.run.checks import check_inputs
 from virnucpro.run.config import ModelConfig, PredictConfig
 
 READS = ">r1\n" + "ATG" * 120 + "\n"
@@ -40,7 +41,7 @@ def test_inputs_whose_outputs_would_collide_are_refused(tmp_path, models):
     twins = (tmp_path / "a" / "x.fa", tmp_path / "b" / "x.fa.gz")
     config = PredictConfig(reads=twins, out_dir=config.out_dir, models=config.models)
     with pytest.raises(InputError, match=r"b/x\.fa\.gz and .*a/x\.fa would both write to"):
-        pipeline.check_inputs(config)
+        check_inputs(config)
 
 
 @pytest.mark.parametrize(
@@ -72,7 +73,14 @@ def test_models_resolve_to_local_paths_before_any_work(tmp_path, models, monkeyp
     config = dataclasses.replace(
         config, models=dataclasses.replace(config.models, dnabert_model=str(relative))
     )
-    checked = pipeline.check_inputs(config)
+    checked = check_inputs(config)
     assert checked.models.dnabert_model == str(relative)
     assert checked.models.esm_model == str(models.esm)
     assert not config.out_dir.exists()
+
+
+def test_an_unknown_precision_is_refused_however_the_config_is_made():
+    from virnucpro.errors import OptionError
+
+    with pytest.raises(OptionError, match=r"--precision bf17: not a precision \(choose from"):
+        ModelConfig(classifier=Path("x.pth"), precision="bf17")

@@ -181,3 +181,31 @@ def test_an_interrupted_snapshot_is_refused(tmp_path):
     (snapshot / "config.json").write_text("{}")
     with pytest.raises(CheckpointError, match=r"lacks tokenizer\.json, pytorch_model\.bin or"):
         sources._check_snapshot(snapshot, "owner/name@main")
+
+
+def test_the_flow_with_default_models_offline_fails_in_one_line_within_30_s(
+    tmp_path, reference_dir
+):
+    """What a user without network sees: the default hub models cannot be fetched."""
+    root = Path(__file__).resolve().parents[1]
+    classifier = tmp_path / "300_model.pth"
+    classifier.write_bytes(b"not read before the models are resolved")
+    env = {
+        **os.environ,
+        "HF_ENDPOINT": closed_port(),
+        "HF_HOME": str(tmp_path / "hf"),
+        "TORCH_HOME": str(tmp_path / "torch"),
+    }
+    env.pop("HF_HUB_OFFLINE", None)
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "flows/predict.py", str(reference_dir / "test_with_orfs.fa"),
+         "--classifier", str(classifier), "--trust-remote-code", "--out", str(tmp_path / "o")],
+        cwd=root, env=env, capture_output=True, text=True, timeout=90,
+    )  # fmt: skip
+    assert time.monotonic() - started < 30
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert "zhihan1996/DNABERT-S@main: not in the model cache" in line
+    assert "--dnabert-model DIR" in line
+    assert not (tmp_path / "o").exists()

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from virnucpro.atomic_write import partial_file
 from virnucpro.deadline import call_with_deadline
 from virnucpro.errors import CheckpointError
 
@@ -88,22 +88,19 @@ def _download(url: str, target: Path, name: str) -> None:
 
     log.info("downloading %s to %s", url, target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     try:
         with (
+            partial_file(target) as partial,
             urllib.request.urlopen(url, timeout=NETWORK_TIMEOUT) as response,
             partial.open("wb") as out,
         ):
             shutil.copyfileobj(response, out, 1 << 24)
-        os.replace(partial, target)
     except (OSError, ValueError) as error:  # URLError, HTTPError, timeouts, refused
         raise CheckpointError(
             f"{name}: not in the model cache ({target}) and it cannot be downloaded from "
             f"{url} ({getattr(error, 'reason', error)}); download it where there is a "
             f"network and pass its path (--esm-model FILE), or copy it to {target}"
         ) from None
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 def resolve_dnabert(

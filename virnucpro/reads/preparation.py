@@ -31,6 +31,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from virnucpro.atomic_write import partial_file
 from virnucpro.errors import InputError
 from virnucpro.reads import ledger
 from virnucpro.reads.chunking import CHUNK_LENGTHS, chunk_reads
@@ -268,10 +269,14 @@ def prepare_reads(
         progress(0, reader.size)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".prepare-") as work:
         work = Path(work)
-        partial = {name: work / path.name for name, path in targets.items()}
+        # Each output under a temporary name, renamed when the stack closes without an
+        # error (files closed first), removed otherwise: never half a file set.
         with ExitStack() as stack:
             handles = {
-                n: stack.enter_context(open(p, "wb", buffering=0)) for n, p in partial.items()
+                name: stack.enter_context(
+                    open(stack.enter_context(partial_file(path)), "wb", buffering=0)
+                )
+                for name, path in targets.items()
             }
             handles["ledger"].write(ledger.header().encode())
             results = _results_in_order(
@@ -287,9 +292,7 @@ def prepare_reads(
                         progress(reader.position(), reader.size)
             except RecordError as error:
                 raise error.at(counts.reads) from None
-        ids.check()
-        for name, path in targets.items():
-            os.replace(partial[name], path)
+            ids.check()
     if progress is not None:
         progress(reader.size, reader.size)
     return replace(paths, counts=counts)

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from virnucpro.run import fingerprint
 from virnucpro.run.config import ModelConfig
 from virnucpro.run.fingerprint import cache_file, content_hash, model_identity, run_fingerprint
 
@@ -88,6 +87,6 @@ def test_a_damaged_cache_is_rebuilt(tmp_path):
     assert json.loads(cache_file().read_text())
 
 
-def test_a_hub_name_is_its_own_identity():
-    assert model_identity("zhihan1996/DNABERT-S") == "zhihan1996/DNABERT-S"
-    assert fingerprint.model_identity("esm2_t36_3B_UR50D") == "esm2_t36_3B_UR50D"
+def test_an_unresolved_hub_name_cannot_be_keyed():
+    with pytest.raises(ValueError, match="resolve models first"):
+        model_identity("zhihan1996/DNABERT-S")

@@ -36,16 +36,17 @@ def run_fingerprint(models: ModelConfig, precision: str) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def model_identity(name_or_path: str | Path) -> str:
-    """A local file or directory by content; anything else (a hub name) as itself."""
-    path = Path(name_or_path)
+def model_identity(path: str | Path) -> str:
+    """A model file or snapshot directory by content. Models are resolved to local
+    paths (`run.checks`) before anything is keyed, so a hub name is an error here."""
+    path = Path(path)
     if path.is_file():
         return content_hash(path)
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
         listing = [(p.relative_to(path).as_posix(), content_hash(p)) for p in files]
         return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
-    return str(name_or_path)
+    raise ValueError(f"{path}: not a local model file or directory (resolve models first)")
 
 
 def content_hash(path: Path) -> str:

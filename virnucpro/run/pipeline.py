@@ -13,10 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from virnucpro.models.device import resolve_device, resolved_precision_of
 from virnucpro.reads.preparation import PreparedFiles, prepare_reads
 from virnucpro.run.assembly import InputResult, assemble_outputs
 from virnucpro.run.checks import check_inputs, input_out_dir
 from virnucpro.run.config import PredictConfig
+from virnucpro.run.fingerprint import run_fingerprint
 from virnucpro.run.group_inference import GroupSummary, read_scores, run_group
 from virnucpro.run.planning import Group, plan_groups, read_frames
 
@@ -68,9 +70,6 @@ def remove_stale_work(config: PredictConfig, groups: Sequence[Group], fingerprin
 
 def predict(config: PredictConfig) -> RunResult:
     """Run everything here, group after group."""
-    from virnucpro.models.device import resolve_device, resolved_precision_of
-    from virnucpro.run.fingerprint import run_fingerprint
-
     config = check_inputs(config)
     prepared = [prepare_input(config, path) for path in config.reads]
     groups = plan(config, prepared)
